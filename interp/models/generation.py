@@ -1,0 +1,278 @@
+"""Batched, KV-cached generation with hook providers that observe/edit attention at every step.
+
+A lean decoding loop over the transformers model (left padding, greedy or seeded sampling, stop
+strings, EOS, progress bar). Hook providers (CAS capture, interventions) attach to an
+`AttentionHooks` set per batch; the same hooks run in a teacher-forced pass (`forward_teacher_forced`).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol, Sequence
+
+import torch
+
+from ..prompts import Prompt
+from .hooked_attention import AttentionHooks
+
+
+@dataclass
+class GenConfig:
+    """Decoding settings; `temperature == 0` means greedy. Part of every record's key."""
+
+    max_new_tokens: int = 128
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int = 0
+    stop: tuple[str, ...] = ()
+    batch_size: int = 8
+
+    def key_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("batch_size")
+        d["stop"] = list(self.stop)
+        return d
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature <= 0
+
+
+@dataclass
+class Batch:
+    """A left-padded batch: what hook providers need to map prompt spans to padded key positions."""
+
+    prompts: list[Prompt]
+    input_ids: torch.Tensor  # [B, P]
+    attention_mask: torch.Tensor  # [B, P]
+    pad: list[int]  # left-pad length per row
+    row_keys: list[str] = field(default_factory=list)
+    extras: list[dict] = field(default_factory=list)  # per-row caller data (e.g. interventions)
+
+    @property
+    def size(self) -> int:
+        return self.input_ids.shape[0]
+
+    @property
+    def prompt_len(self) -> int:
+        return self.input_ids.shape[1]
+
+    def span_mask(self, names: Sequence[str] | str, device=None) -> torch.Tensor:
+        """[B, P] float mask of the padded key positions of the named span(s) (union over names)."""
+        names = [names] if isinstance(names, str) else list(names)
+        m = torch.zeros(self.size, self.prompt_len, device=device or self.input_ids.device)
+        for b, p in enumerate(self.prompts):
+            for n in names:
+                if n in p.spans:
+                    s, e = p.spans[n]
+                    m[b, self.pad[b] + s: self.pad[b] + e] = 1.0
+        return m
+
+
+class HookProvider(Protocol):
+    """Something that registers attention hooks for one batch and collects per-row results afterwards."""
+
+    def attach(self, hooks: AttentionHooks, batch: Batch) -> None: ...
+
+    def collect(self, batch: Batch, n_tokens: list[int]) -> list[dict]: ...
+
+
+@dataclass
+class Generation:
+    """One generated output with everything needed to reproduce and analyse it."""
+
+    prompt: Prompt
+    output_text: str
+    output_ids: list[int]
+    finish_reason: str  # "eos" | "stop" | "length"
+    extras: dict = field(default_factory=dict)
+
+
+def make_batch(tokenizer, prompts: Sequence[Prompt], device) -> Batch:
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    P = max(len(p.input_ids) for p in prompts)
+    ids = torch.full((len(prompts), P), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), P), dtype=torch.long)
+    pads = []
+    for b, p in enumerate(prompts):
+        n = len(p.input_ids)
+        ids[b, P - n:] = torch.tensor(p.input_ids, dtype=torch.long)
+        mask[b, P - n:] = 1
+        pads.append(P - n)
+    return Batch(list(prompts), ids.to(device), mask.to(device), pads)
+
+
+def eos_ids(tokenizer, model) -> set[int]:
+    ids = set()
+    for src in (getattr(model.generation_config, "eos_token_id", None), tokenizer.eos_token_id):
+        if isinstance(src, int):
+            ids.add(src)
+        elif src:
+            ids.update(int(x) for x in src)
+    for t in ("<|im_end|>", "<|eot_id|>", "<|endoftext|>", "<end_of_turn>"):
+        tid = tokenizer.convert_tokens_to_ids(t) if t in tokenizer.get_vocab() else None
+        if isinstance(tid, int):
+            ids.add(tid)
+    return ids
+
+
+def row_seed(seed: int, key: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"{seed}|{key}".encode()).digest()[:8], "little") & ((1 << 63) - 1)
+
+
+def _sample(logits: torch.Tensor, cfg: GenConfig, gens: list[torch.Generator | None]) -> torch.Tensor:
+    if cfg.greedy:
+        return logits.argmax(-1)
+    probs = torch.softmax(logits.float() / cfg.temperature, -1)
+    if cfg.top_p < 1.0:
+        sp, si = probs.sort(-1, descending=True)
+        keep = sp.cumsum(-1) - sp < cfg.top_p
+        sp = sp * keep
+        probs = torch.zeros_like(probs).scatter(-1, si, sp)
+        probs = probs / probs.sum(-1, keepdim=True)
+    out = [torch.multinomial(probs[b].cpu(), 1, generator=g).item() for b, g in enumerate(gens)]
+    return torch.tensor(out, device=logits.device)
+
+
+@torch.no_grad()
+def generate_batch(model, tokenizer, batch: Batch, cfg: GenConfig,
+                   providers: Sequence[HookProvider] = ()) -> list[Generation]:
+    """Generate for one left-padded batch; providers' hooks see every step of this KV-cached loop."""
+    from transformers import DynamicCache
+
+    device = batch.input_ids.device
+    B = batch.size
+    stops_eos = eos_ids(tokenizer, model)
+    hooks = AttentionHooks()
+    for p in providers:
+        p.attach(hooks, batch)
+    gens = None
+    if not cfg.greedy:
+        keys = batch.row_keys or [json.dumps(p.input_ids) for p in batch.prompts]
+        gens = []
+        for k in keys:
+            g = torch.Generator()
+            g.manual_seed(row_seed(cfg.seed, k))
+            gens.append(g)
+    attn = batch.attention_mask
+    pos = (attn.cumsum(-1) - 1).clamp(min=0)
+    cache = DynamicCache(config=model.config)
+    out_ids: list[list[int]] = [[] for _ in range(B)]
+    finish = [None] * B
+    texts = [""] * B
+    done = torch.zeros(B, dtype=torch.bool, device=device)
+    P = batch.prompt_len
+    steps = torch.full((B, P), -1, dtype=torch.long, device=device)
+    steps[:, -1] = 0
+    inp, cur_pos = batch.input_ids, pos
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    with hooks:
+        for step in range(cfg.max_new_tokens):
+            hooks.query_steps = steps
+            logits = model(input_ids=inp, attention_mask=attn, position_ids=cur_pos, past_key_values=cache,
+                           use_cache=True, logits_to_keep=1).logits[:, -1, :]
+            nxt = _sample(logits, cfg, gens)
+            nxt = torch.where(done, torch.full_like(nxt, pad_id), nxt)
+            for b in range(B):
+                if done[b]:
+                    continue
+                t = int(nxt[b])
+                if t in stops_eos:
+                    finish[b] = "eos"
+                    done[b] = True
+                    continue
+                out_ids[b].append(t)
+                if cfg.stop:
+                    texts[b] = tokenizer.decode(out_ids[b], skip_special_tokens=True)
+                    if any(s in texts[b] for s in cfg.stop):
+                        finish[b] = "stop"
+                        done[b] = True
+            if bool(done.all()):
+                break
+            attn = torch.cat([attn, (~done).long().unsqueeze(-1) | attn.new_ones(B, 1)], dim=-1)
+            cur_pos = cur_pos[:, -1:] + 1
+            inp = nxt.unsqueeze(-1)
+            steps = torch.full((B, 1), step + 1, dtype=torch.long, device=device)
+    results = []
+    n_tokens = []
+    for b in range(B):
+        text = tokenizer.decode(out_ids[b], skip_special_tokens=True)
+        reason = finish[b] or "length"
+        if reason == "stop":
+            cut = min(text.find(s) for s in cfg.stop if s in text)
+            text = text[:cut]
+        n_tokens.append(len(out_ids[b]) + (1 if finish[b] == "eos" else 0))
+        results.append(Generation(batch.prompts[b], text, out_ids[b], reason))
+    for p in providers:
+        for r, extra in zip(results, p.collect(batch, n_tokens)):
+            r.extras.update(extra)
+    return results
+
+
+@torch.no_grad()
+def forward_teacher_forced(model, tokenizer, prompts: Sequence[Prompt], outputs: Sequence[Sequence[int]],
+                           providers: Sequence[HookProvider] = (), grad: bool = False):
+    """One forward pass over prompt + stored output tokens (right-aligned batch) with the providers' hooks.
+
+    Row b's query at prompt_len-1+t produces output token t, exactly as in generation. Returns logits.
+    """
+    device = next(model.parameters()).device
+    full = [list(p.input_ids) + list(o) for p, o in zip(prompts, outputs)]
+    L = max(len(f) for f in full)
+    B = len(full)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    ids = torch.full((B, L), pad_id, dtype=torch.long)
+    mask = torch.zeros((B, L), dtype=torch.long)
+    steps = torch.full((B, L), -1, dtype=torch.long)
+    pads = []
+    for b, f in enumerate(full):
+        pad = L - len(f)
+        ids[b, pad:] = torch.tensor(f)
+        mask[b, pad:] = 1
+        n_p, n_o = len(prompts[b].input_ids), len(outputs[b])
+        start = pad + n_p - 1
+        steps[b, start: start + n_o] = torch.arange(n_o)
+        pads.append(pad)
+    batch = Batch(list(prompts), ids.to(device), mask.to(device), pads)
+    hooks = AttentionHooks()
+    for p in providers:
+        p.attach(hooks, batch)
+    hooks.query_steps = steps.to(device)
+    pos = (mask.cumsum(-1) - 1).clamp(min=0).to(device)
+    with hooks, torch.set_grad_enabled(grad):
+        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=pos,
+                       use_cache=False).logits
+    n_tokens = [len(o) for o in outputs]
+    extras = [dict() for _ in prompts]
+    for p in providers:
+        for e, x in zip(extras, p.collect(batch, n_tokens)):
+            e.update(x)
+    return logits, batch, extras
+
+
+def generate(model, prompts: Sequence[Prompt], cfg: GenConfig | None = None,
+             providers_for_batch=None, progress: bool = True, row_keys: Sequence[str] | None = None,
+             row_extras: Sequence[dict] | None = None) -> list[Generation]:
+    """Generate for many prompts in batches of `cfg.batch_size` (prompts of similar length together).
+
+    `model` is a LoadedModel. `providers_for_batch(batch) -> list[HookProvider]` builds the hook
+    providers of each batch (CAS capture, interventions). Results come back in input order.
+    """
+    from tqdm.auto import tqdm
+
+    cfg = cfg or GenConfig()
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i].input_ids))
+    results: list[Generation | None] = [None] * len(prompts)
+    bar = tqdm(total=len(prompts), desc="generate", disable=not progress, leave=False)
+    for s in range(0, len(order), cfg.batch_size):
+        idx = order[s: s + cfg.batch_size]
+        batch = make_batch(model.tokenizer, [prompts[i] for i in idx], model.device)
+        batch.row_keys = [row_keys[i] for i in idx] if row_keys else []
+        batch.extras = [row_extras[i] for i in idx] if row_extras else [{} for _ in idx]
+        providers = providers_for_batch(batch) if providers_for_batch else []
+        for i, g in zip(idx, generate_batch(model.hf, model.tokenizer, batch, cfg, providers)):
+            results[i] = g
+        bar.update(len(idx))
+    bar.close()
+    return results  # type: ignore[return-value]

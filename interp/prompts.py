@@ -1,0 +1,108 @@
+"""Chat prompts built from named parts, with the exact token span of every part.
+
+A prompt is a list of `Part`s (task text, constraint sentence, context, ...). We render the
+model's chat template, locate each part's characters in the rendered text, tokenize once with
+offset mappings and map character ranges to token ranges. No token-subsequence search.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Sequence
+
+from .errors import InterpError
+
+
+@dataclass(frozen=True)
+class Part:
+    """A named piece of a chat prompt. Parts with the same role are joined with `sep` in order."""
+
+    name: str
+    text: str
+    role: str = "user"
+    sep: str = "\n\n"
+
+
+@dataclass
+class Prompt:
+    """A rendered prompt: text, token ids and, per part name, the half-open token span [start, end)."""
+
+    text: str
+    input_ids: list[int]
+    spans: dict[str, tuple[int, int]]
+    parts: list[Part] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "text": self.text,
+            "input_ids": self.input_ids,
+            "spans": {k: list(v) for k, v in self.spans.items()},
+            "parts": [asdict(p) for p in self.parts],
+        }
+
+
+def messages_from_parts(parts: Sequence[Part]) -> tuple[list[dict], dict[str, tuple[int, int, int]]]:
+    """Join parts into chat messages; return messages and, per part, (message index, char start, char end)."""
+    messages: list[dict] = []
+    where: dict[str, tuple[int, int, int]] = {}
+    order = []
+    for p in parts:
+        if p.role not in order:
+            order.append(p.role)
+    # system first, then user (one message per role, in first-seen order otherwise)
+    order.sort(key=lambda r: 0 if r == "system" else 1)
+    for role in order:
+        content = ""
+        for p in parts:
+            if p.role != role:
+                continue
+            if p.name in where:
+                raise InterpError(f"prompt part name {p.name!r} is used twice; part names must be unique")
+            if content and p.text:
+                content += p.sep
+            start = len(content)
+            content += p.text
+            where[p.name] = (len(messages), start, len(content))
+        messages.append({"role": role, "content": content})
+    return messages, where
+
+
+def build_prompt(tokenizer, parts: Sequence[Part], add_generation_prompt: bool = True,
+                 chat_template: bool = True) -> Prompt:
+    """Render `parts` with the tokenizer's chat template and return ids plus each part's token span."""
+    messages, where = messages_from_parts(parts)
+    if chat_template and getattr(tokenizer, "chat_template", None):
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+    else:
+        text = "\n\n".join(m["content"] for m in messages)
+    # locate each message's content in the rendered text, in order
+    msg_offsets: list[int] = []
+    cursor = 0
+    for m in messages:
+        idx = text.find(m["content"], cursor)
+        if idx < 0:
+            raise InterpError(
+                "the chat template changed a message's text (e.g. stripped or escaped it), so part spans "
+                "cannot be located; strip leading/trailing whitespace from prompt parts"
+            )
+        msg_offsets.append(idx)
+        cursor = idx + len(m["content"])
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids = list(enc["input_ids"])
+    offsets = enc["offset_mapping"]
+    spans: dict[str, tuple[int, int]] = {}
+    for name, (mi, a, b) in where.items():
+        ca, cb = msg_offsets[mi] + a, msg_offsets[mi] + b
+        spans[name] = char_span_to_token_span(offsets, text, ca, cb)
+    return Prompt(text=text, input_ids=ids, spans=spans, parts=list(parts))
+
+
+def char_span_to_token_span(offsets, text: str, ca: int, cb: int) -> tuple[int, int]:
+    """Token range [s, e) of tokens whose characters overlap [ca, cb) in non-whitespace characters."""
+    toks = []
+    for i, (s, e) in enumerate(offsets):
+        lo, hi = max(s, ca), min(e, cb)
+        if lo < hi and text[lo:hi].strip():
+            toks.append(i)
+    if not toks:
+        return (0, 0)
+    return (toks[0], toks[-1] + 1)

@@ -1,0 +1,87 @@
+"""A task is data + prompt builder + scorer (inspect_ai style), registered by name."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ..prompts import Part
+
+
+@dataclass
+class Item:
+    """One benchmark item. `input` is the task text shown to the model; `target` is the gold answer/tests."""
+
+    id: str
+    input: str
+    target: Any
+    metadata: dict = field(default_factory=dict)
+
+
+@dataclass
+class Score:
+    """The verdict on one output: `success` drives SustainScore; `value` is a graded score (EM, F1, pass)."""
+
+    success: bool
+    value: float = 0.0
+    prediction: Any = None
+    detail: dict = field(default_factory=dict)
+
+
+class Task:
+    """Base class: subclasses set `name`, `domain` and implement `load_items`, `parts`, `score`.
+
+    `parts(item)` returns prompt parts; the part named "task" is the task text (constraints are
+    inserted relative to it). `lenient_score` accepts right solutions in the wrong form and is what
+    tells an output-specification error from a reasoning error.
+    """
+
+    name: str = ""
+    domain: str = ""
+    max_new_tokens: int = 256
+    description: str = ""
+
+    def load_items(self) -> list[Item]:
+        raise NotImplementedError
+
+    def items(self, n: int | None = None, offset: int = 0) -> list[Item]:
+        all_items = self.load_items()
+        return all_items[offset: None if n is None else offset + n]
+
+    def parts(self, item: Item) -> list[Part]:
+        return [Part("task", item.input)]
+
+    def score(self, item: Item, output: str) -> Score:
+        raise NotImplementedError
+
+    def lenient_score(self, item: Item, output: str) -> Score:
+        return self.score(item, output)
+
+    def score_many(self, items: list[Item], outputs: list[str]) -> list[Score]:
+        """Score a batch; tasks that execute code override this to run in parallel."""
+        return [self.score(i, o) for i, o in zip(items, outputs)]
+
+    def lenient_score_many(self, items: list[Item], outputs: list[str]) -> list[Score]:
+        return [self.lenient_score(i, o) for i, o in zip(items, outputs)]
+
+
+TASKS: dict[str, Callable[..., Task]] = {}
+
+
+def register_task(name: str):
+    """Class/factory decorator: `@register_task("gsm8k")` makes `get_task("gsm8k")` build it."""
+
+    def deco(factory):
+        TASKS[name] = factory
+        if isinstance(factory, type) and not getattr(factory, "name", ""):
+            factory.name = name
+        return factory
+
+    return deco
+
+
+def get_task(name: str, **kwargs) -> Task:
+    from ..errors import InterpError
+
+    if name not in TASKS:
+        raise InterpError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))} (see `interp tasks`)")
+    return TASKS[name](**kwargs)
