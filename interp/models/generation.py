@@ -202,7 +202,7 @@ def generate_batch(model, tokenizer, batch: Batch, cfg: GenConfig,
         if reason == "stop":
             cut = min(text.find(s) for s in cfg.stop if s in text)
             text = text[:cut]
-        n_tokens.append(len(out_ids[b]) + (1 if finish[b] == "eos" else 0))
+        n_tokens.append(len(out_ids[b]))
         results.append(Generation(batch.prompts[b], text, out_ids[b], reason))
     for p in providers:
         for r, extra in zip(results, p.collect(batch, n_tokens)):

@@ -1,0 +1,139 @@
+"""Constraint Attention Score: attention mass from each generated token onto named prompt spans.
+
+CAS[t, l, h, s] = sum_{j in span s} A[l, h, q_t, j], where q_t is the query that produces generated
+token t (the last prompt position for t = 0). Captured by a pattern hook inside the same KV-cached
+generation (or a teacher-forced pass over a stored output): only [steps, layers, spans, heads] is
+kept, never full attention. Grouped-query models are handled because patterns are per query head.
+
+Two bookkeeping spans are always captured so normalisations can be computed later:
+``__sink__`` (the first real token) and ``__prompt__`` (all prompt tokens).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ..models.generation import Batch
+from ..models.hooked_attention import AttentionHooks, AttnCall
+
+SINK, PROMPT = "__sink__", "__prompt__"
+NORMALISATIONS = ("raw", "no_sink", "density", "prompt_share", "control_ratio")
+
+
+def default_span_groups(part_names: Sequence[str]) -> dict[str, list[str]]:
+    """Every part as its own span, plus the union of all constraint parts as ``constraints``."""
+    groups = {n: [n] for n in part_names}
+    cons = [n for n in part_names if n.startswith("constraint_")]
+    if cons:
+        groups["constraints"] = cons
+    return groups
+
+
+@dataclass
+class CASCapture:
+    """Hook provider: captures CAS for the given span groups (name -> part names, unioned).
+
+    Results land in each Generation's ``extras["cas"]`` as float32 ``[steps, layers, spans, heads]``
+    with ``extras["cas_spans"]`` naming the span axis and ``extras["cas_span_len"]`` the token counts.
+    """
+
+    n_layers: int
+    n_heads: int
+    max_steps: int
+    span_groups: dict[str, list[str]] | None = None
+    layers: Sequence[int] | None = None
+    _out: torch.Tensor | None = field(default=None, repr=False)
+    _masks: torch.Tensor | None = field(default=None, repr=False)
+    _names: list[str] = field(default_factory=list, repr=False)
+
+    def _groups(self, batch: Batch) -> dict[str, list[str]]:
+        if self.span_groups is not None:
+            return dict(self.span_groups)
+        names: list[str] = []
+        for p in batch.prompts:
+            names += [n for n in p.spans if n not in names]
+        return default_span_groups(names)
+
+    def attach(self, hooks: AttentionHooks, batch: Batch) -> None:
+        groups = self._groups(batch)
+        self._names = list(groups) + [SINK, PROMPT]
+        dev = batch.input_ids.device
+        masks = [batch.span_mask(parts, device=dev) for parts in groups.values()]
+        sink = torch.zeros(batch.size, batch.prompt_len, device=dev)
+        prompt = torch.zeros_like(sink)
+        for b, p in enumerate(batch.prompts):
+            sink[b, batch.pad[b]] = 1.0
+            prompt[b, batch.pad[b]: batch.pad[b] + len(p.input_ids)] = 1.0
+        self._masks = torch.stack(masks + [sink, prompt], dim=1)  # [B, S, P]
+        self._out = torch.zeros(batch.size, self.max_steps, self.n_layers, len(self._names), self.n_heads,
+                                device=dev)
+        layers = range(self.n_layers) if self.layers is None else self.layers
+        for l in layers:
+            hooks.add(f"blocks.{l}.attn.hook_pattern", self._hook)
+
+    def _hook(self, pattern: torch.Tensor, call: AttnCall):
+        masks = self._masks
+        K = call.kv_len
+        P = masks.shape[-1]
+        m = masks[..., :K] if K <= P else torch.nn.functional.pad(masks, (0, K - P))
+        vals = torch.einsum("bhrk,bsk->brsh", pattern.float(), m)
+        steps = call.query_steps
+        valid = (steps >= 0) & (steps < self.max_steps)
+        if bool(valid.all()) and steps.shape[1] == 1:
+            self._out[:, steps[0, 0], call.layer] = vals[:, 0]
+        else:
+            bi, ri = valid.nonzero(as_tuple=True)
+            self._out[bi, steps[bi, ri], call.layer] = vals[bi, ri]
+        return None
+
+    def collect(self, batch: Batch, n_tokens: list[int]) -> list[dict]:
+        out = self._out.cpu().numpy()
+        lens = self._masks.sum(-1).cpu().numpy()
+        res = [{"cas": out[b, :n].copy(), "cas_spans": list(self._names), "cas_span_len": lens[b].tolist()}
+               for b, n in enumerate(n_tokens)]
+        self._out = self._masks = None
+        return res
+
+
+def normalise(cas: np.ndarray, spans: Sequence[str], span: str, how: str = "raw",
+              span_len: Sequence[float] | None = None, control: str | None = None) -> np.ndarray:
+    """One span's CAS ``[steps, layers, heads]`` under a normalisation (raw share is the paper's default).
+
+    no_sink: attention-sink mass removed and the rest renormalised; density: divided by span length;
+    prompt_share: share of the prompt-directed mass; control_ratio: ratio to a (length-matched) control span.
+    """
+    spans = list(spans)
+    x = cas[:, :, spans.index(span)]
+    eps = 1e-12
+    if how == "raw":
+        return x
+    if how == "no_sink":
+        return x / np.maximum(1.0 - cas[:, :, spans.index(SINK)], eps)
+    if how == "density":
+        if span_len is None:
+            raise ValueError("density needs span_len")
+        return x / max(float(span_len[spans.index(span)]), 1.0)
+    if how == "prompt_share":
+        return x / np.maximum(cas[:, :, spans.index(PROMPT)], eps)
+    if how == "control_ratio":
+        if control is None:
+            raise ValueError("control_ratio needs a control span name")
+        return x / np.maximum(cas[:, :, spans.index(control)], eps)
+    raise ValueError(f"unknown normalisation {how!r}; choose from {NORMALISATIONS}")
+
+
+def teacher_forced_cas(model, prompts, outputs, span_groups=None, batch_size: int = 4,
+                       layers=None) -> list[dict]:
+    """Recompute CAS for stored (prompt, output token ids) pairs in one forward pass per batch."""
+    from ..models.generation import forward_teacher_forced
+
+    res: list[dict] = []
+    for s in range(0, len(prompts), batch_size):
+        ps, os_ = prompts[s: s + batch_size], outputs[s: s + batch_size]
+        cap = CASCapture(model.n_layers, model.n_heads, max(1, max(len(o) for o in os_)), span_groups, layers)
+        _, _, extras = forward_teacher_forced(model.hf, model.tokenizer, ps, os_, [cap])
+        res += extras
+    return res
