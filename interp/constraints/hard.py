@@ -122,19 +122,23 @@ def content_words(text: str, min_len: int = 4) -> list[str]:
 
 @register_constraint
 class KeywordConstraint(HardConstraint):
-    """Must include a frequent content word of the output, or must avoid a related word the output lacks."""
+    """Must include a frequent content word of the output, or must avoid a related word the output lacks
+    (a task word, else a filler adverb; never one sharing a stem with an output word, e.g. "sell" vs "sells")."""
 
     name = "keyword"
     max_include = 2
 
     def propose(self, output: str, ctx: ProposeContext) -> list[Constraint]:
-        counts = Counter(content_words(output))
+        counts = Counter(content_words(re.sub(r"```[^\n`]*", " ", output)))
         ranked = sorted(counts, key=lambda w: (-counts[w], -len(w), w))
         include = [w for w in ranked if has_phrase(output, w)][: self.max_include]
         out = [self.make(f'Include the word "{w}" in your response.', word=w, mode="include") for w in include]
         related = sorted(set(content_words(ctx.task_text)), key=lambda w: (-len(w), w))
+        used = {m.lower() for m in re.findall(r"[^\W\d_]+", output)}
         for w in [*related, *EXCLUDE_FALLBACK]:
-            if not has_phrase(output, w) and re.fullmatch(r"[^\W\d_]+", w):
+            stem = w[: max(4, len(w) - 2)]
+            if (not has_phrase(output, w) and re.fullmatch(r"[^\W\d_]+", w)
+                    and not any(u.startswith(stem) for u in used)):
                 out.append(self.make(f'Do not use the word "{w}" in your response.', word=w, mode="exclude"))
                 break
         if not out:
@@ -214,7 +218,7 @@ class ParagraphsConstraint(HardConstraint):
     def check(self, constraint, output, judge=None) -> Check:
         n, p = count_paragraphs(output), constraint.params
         ok = n == p["n"] if p["relation"] == "exactly" else n <= p["n"]
-        return Check(ok, f"{n} paragraphs; needs {p['relation'].replace('_', ' ')} {p['n']}")
+        return Check(ok, f"{_plural(n, 'paragraphs')}; needs {p['relation'].replace('_', ' ')} {p['n']}")
 
 
 def _norm(s: str) -> str:

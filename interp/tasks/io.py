@@ -78,13 +78,14 @@ def get_field(row: Any, name: str, path: str | Path, where: int | str, types: ty
         elif isinstance(cur, dict) and key in cur:
             cur = cur[key]
         else:
-            raise InterpError(f"{_loc(path, where)}: missing field {name!r}; is this the right file for this task?")
+            raise InterpError(f"{location(path, where)}: missing field {name!r}; is this the right file for this task?")
     if types and not isinstance(cur, types):
-        raise InterpError(f"{_loc(path, where)}: field {name!r} should be {_type_names(types)}, got {type(cur).__name__}")
+        raise InterpError(f"{location(path, where)}: field {name!r} should be {_type_names(types)}, got {type(cur).__name__}")
     return cur
 
 
-def _loc(path: str | Path, where: int | str) -> str:
+def location(path: str | Path, where: int | str) -> str:
+    """"file:line" for a line number, "file (item 3)" otherwise."""
     return f"{path}:{where}" if isinstance(where, int) else f"{path} ({where})"
 
 
