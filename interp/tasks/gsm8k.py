@@ -109,9 +109,10 @@ def score_number(gold: Fraction, output: str) -> Score:
 
 
 def lenient_score_number(gold: Fraction, output: str) -> Score:
-    """Lenient: `gold` appears anywhere in the output as a number."""
-    ok = any(same_number(v, gold) for v in numbers_in(output))
-    return Score(success=ok, value=float(ok), prediction=_fmt(extract_answer(output)[0]), detail={"gold": _fmt(gold)})
+    """Lenient: the stated answer or any number in the output equals `gold`."""
+    pred = extract_answer(output)[0]
+    ok = same_number(pred, gold) or any(same_number(v, gold) for v in numbers_in(output))
+    return Score(success=ok, value=float(ok), prediction=_fmt(pred), detail={"gold": _fmt(gold)})
 
 
 @register_task("gsm8k")

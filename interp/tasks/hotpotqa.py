@@ -17,7 +17,7 @@ from .io import get_field, location, read_json, read_jsonl, resolve_path
 
 FORMAT_INSTRUCTION = "Answer with a short phrase, end with 'Answer: X'."
 
-_ANSWER_RE = re.compile(r"\banswer\s*(?:is\b\s*[:：]?|[:：])", re.IGNORECASE)
+ANSWER_RE = re.compile(r"\banswer\s*(?:is\b\s*[:：]?|[:：])", re.IGNORECASE)
 
 
 def normalize_answer(s: str) -> str:
@@ -47,7 +47,7 @@ def f1_score(prediction: str, gold: str) -> float:
 
 def extract_short_answer(output: str) -> str:
     """The text after the last "Answer:" / "the answer is" (rest of that line), else the last non-empty line."""
-    matches = list(_ANSWER_RE.finditer(output))
+    matches = list(ANSWER_RE.finditer(output))
     if matches:
         text = output[matches[-1].end():].strip().split("\n")[0]
     else:
@@ -74,8 +74,10 @@ def score_short_answer(golds: list[str], output: str, success: str = "em", f1_th
 
 
 def lenient_score_short_answer(golds: list[str], output: str) -> Score:
-    ok = any(contains_answer(output, g) for g in golds)
-    return Score(success=ok, value=float(ok), prediction=extract_short_answer(output), detail={"gold": list(golds)})
+    """Lenient: the extracted answer matches exactly, or a gold answer occurs anywhere in the output."""
+    pred = extract_short_answer(output)
+    ok = any(exact_match(pred, g) or contains_answer(output, g) for g in golds)
+    return Score(success=ok, value=float(ok), prediction=pred, detail={"gold": list(golds)})
 
 
 def _ircot_item(row: dict, path: Path, where: int | str) -> Item:
@@ -173,4 +175,7 @@ class HotpotQA(Task):
         return score_short_answer(item.target, output, self.success, self.f1_threshold)
 
     def lenient_score(self, item: Item, output: str) -> Score:
-        return lenient_score_short_answer(item.target, output)
+        s = lenient_score_short_answer(item.target, output)
+        if not s.success and self.success == "f1" and self.score(item, output).success:
+            s.success, s.value = True, 1.0
+        return s

@@ -83,7 +83,7 @@ def assemble(prompt: str, code: str, entry_point: str) -> str:
     return prompt.rstrip("\n") + "\n" + "\n".join(lines) + "\n"
 
 
-def test_program(solution: str, test: str, entry_point: str) -> str:
+def check_program(solution: str, test: str, entry_point: str) -> str:
     """The program run in the sandbox: solution, the problem's tests, and the call to `check`."""
     return f"{solution}\n\n{test}\n\ncheck({entry_point})\n"
 
@@ -114,7 +114,7 @@ class CodeTask(Task):
     max_workers: int | None = None
 
     def program(self, item: Item, solution: str) -> str:
-        return test_program(solution, item.target["test"], item.target["entry_point"])
+        return check_program(solution, item.target["test"], item.target["entry_point"])
 
     def solution(self, item: Item, output: str) -> str:
         t = item.target

@@ -71,6 +71,7 @@ class RunResult:
 _RUNNER = r'''
 import builtins, io, _io, os, posix, resource, signal, socket, _socket, sys, _posixsubprocess, linecache, traceback
 cfg = __import__("json").loads(sys.argv[1])
+sys.argv = ["<program>"]
 work, vpath = cfg["work"], cfg["violations"]
 for lim, soft, hard in cfg["rlimits"]:
     resource.setrlimit(getattr(resource, lim), (soft, hard))
@@ -207,9 +208,12 @@ for m in list(Blocker.blocked):
     sys.modules.pop(m, None)
 
 linecache.cache["<program>"] = (len(src), None, src.splitlines(True), "<program>")
+main = type(sys)("__main__")
+main.__builtins__ = builtins
+sys.modules["__main__"] = main
 code = 0
 try:
-    exec(compile(src, "<program>", "exec"), {"__name__": "__main__", "__builtins__": builtins})
+    exec(compile(src, "<program>", "exec"), main.__dict__)
 except SystemExit as e:
     if e.code is None or e.code == 0:
         code = -1

@@ -5,12 +5,13 @@ Items are generated deterministically from `seed`, need no data files, and keep 
 from __future__ import annotations
 
 import random
+import re
 from fractions import Fraction
 
 from ..prompts import Part
 from .base import Item, Score, Task, register_task
 from .gsm8k import lenient_score_number, score_number
-from .hotpotqa import lenient_score_short_answer, score_short_answer
+from .hotpotqa import ANSWER_RE, lenient_score_short_answer, score_short_answer
 from .humaneval import CodeTask
 from .sandbox import Limits
 
@@ -48,14 +49,14 @@ class SmokeArith(_Generated):
         name, things = rng.choice(_NAMES), rng.choice(_THINGS)
         op = ("add", "sub", "mul")[k % 3]
         if op == "add":
-            a, b = rng.randint(2, 20), rng.randint(2, 20)
+            a, b = rng.randint(2, 12), rng.randint(2, 12)
             q, ans = f"{name} has {a} {things} and buys {b} more. How many {things} does {name} have now?", a + b
         elif op == "sub":
-            a = rng.randint(8, 30)
+            a = rng.randint(6, 20)
             b = rng.randint(2, a - 2)
             q, ans = f"{name} has {a} {things} and gives {b} to a friend. How many {things} does {name} have left?", a - b
         else:
-            a, b = rng.randint(2, 6), rng.randint(2, 6)
+            a, b = rng.randint(2, 5), rng.randint(2, 5)
             q, ans = f"{name} has {a} bags with {b} {things} in each bag. How many {things} does {name} have?", a * b
         return Item(id=f"smoke_arith-{k}", input=q, target=str(ans), metadata={"op": op})
 
@@ -72,6 +73,7 @@ class SmokeArith(_Generated):
 _ONSETS = ["Zor", "Bel", "Kav", "Mir", "Tal", "Dren", "Os", "Vel", "Quen", "Hal", "Ser", "Lun", "Tor", "Fen"]
 _COUNTRY_ENDS = ["via", "land", "aria", "ostan", "onia", "mark", "ea"]
 _CITY_ENDS = ["lin", "dor", "ford", "ka", "ton", "heim", "port", "mere"]
+_CAPITAL_IS_RE = re.compile(r"capital of [^\s.,;:!?]+ is\s+([^\s.,;:!?]+)", re.IGNORECASE)
 
 
 @register_task("smoke_capital_qa")
@@ -104,12 +106,20 @@ class SmokeCapitalQA(_Generated):
                 Part("format", self.format_instruction)]
 
     def score(self, item: Item, output: str) -> Score:
+        """EM of the "Answer: X" answer, or of X in a final "The capital of C is X." when there is no "Answer:"."""
+        if not ANSWER_RE.search(output):
+            stated = list(_CAPITAL_IS_RE.finditer(output))
+            if stated:
+                output = f"Answer: {stated[-1].group(1)}"
         return score_short_answer(item.target, output)
 
     def lenient_score(self, item: Item, output: str) -> Score:
+        """The city is named anywhere in the output, but not together with the distractor city."""
         s = lenient_score_short_answer(item.target, output)
-        if s.success and lenient_score_short_answer([item.metadata["distractor"]], output).success:
-            s.success, s.value = False, 0.0  # naming both cities is not an answer
+        if self.score(item, output).success:
+            s.success, s.value = True, 1.0
+        elif s.success and lenient_score_short_answer([item.metadata["distractor"]], output).success:
+            s.success, s.value = False, 0.0
         return s
 
 

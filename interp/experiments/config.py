@@ -1,0 +1,72 @@
+"""Experiment configuration: one dataclass, loadable from YAML/JSON, hashed to guard resumed runs."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from ..errors import InterpError
+
+
+@dataclass
+class SustainConfig:
+    """Everything that defines a SustainScore run (and so its record keys)."""
+
+    model: str = "smollm2-135m"
+    label: str = ""
+    task: str = "smoke_arith"
+    task_kwargs: dict = field(default_factory=dict)
+    n_items: int = 16
+    offset: int = 0
+    max_new_tokens: int | None = None
+    temperature: float = 0.0
+    seeds: list[int] = field(default_factory=lambda: [0])
+    batch_size: int = 8
+    types: list[str] | None = None
+    soft: bool = False
+    extractor: str = "self"
+    per_type: int = 1
+    k_values: list[int] = field(default_factory=lambda: [2, 3])
+    position: str = "after"
+    controls: list[str] = field(default_factory=lambda: ["neutral", "paraphrase", "rerun"])
+    capture_cas: bool = True
+    dtype: str = "auto"
+    device: str = "auto"
+
+    @property
+    def model_label(self) -> str:
+        return self.label or self.model
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def hash(self) -> str:
+        d = self.to_dict()
+        d.pop("batch_size")
+        d.pop("device")
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SustainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise InterpError(f"unknown config keys {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**d)
+
+
+def load_config_file(path: str | Path) -> dict:
+    """Read a YAML or JSON config file into a dict, with a clear error for a missing or malformed file."""
+    p = Path(path)
+    if not p.is_file():
+        raise InterpError(f"config file not found: {p}")
+    text = p.read_text()
+    try:
+        if p.suffix in (".yaml", ".yml"):
+            import yaml
+
+            return yaml.safe_load(text) or {}
+        return json.loads(text)
+    except Exception as e:  # noqa: BLE001 - any parse error becomes one line
+        raise InterpError(f"cannot parse config {p}: {str(e).splitlines()[0]}") from None

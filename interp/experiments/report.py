@@ -1,0 +1,159 @@
+"""SustainScore tables, failure analysis and the Markdown/JSON report of a run directory.
+
+All numbers are recomputed from the stored records, so a report can be regenerated at any time
+without running a model, and tests can recount them independently.
+"""
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InterpError
+from ..stats import per_item_rates, proportion
+from ..store import load_records
+
+ESTIMATOR_NOTE = ("SustainScore = solved-with-constraint / solved-without, over (item, condition) pairs whose "
+                  "baseline was solved; 95% Wilson intervals. With several sampling seeds a pair counts as the "
+                  "mean success over seeds and the CI is an item-clustered bootstrap.")
+
+
+def load_run(run_dir: str | Path) -> dict[str, pd.DataFrame]:
+    """The run's stages as DataFrames: baseline, constraints, constrained."""
+    d = Path(run_dir)
+    if not (d / "baseline.jsonl").exists():
+        raise InterpError(f"{d} is not a SustainScore run directory (no baseline.jsonl)")
+    return {s: load_records(d / f"{s}.jsonl") if (d / f"{s}.jsonl").exists() else pd.DataFrame()
+            for s in ("baseline", "constraints", "constrained")}
+
+
+def _row(group: str, df: pd.DataFrame, base_len: dict[str, int] | None = None) -> dict:
+    """One SustainScore row over a set of constrained records."""
+    if df.empty:
+        return {"group": group, "k": 0, "n": 0, "score": np.nan, "lo": np.nan, "hi": np.nan, "n_items": 0}
+    pairs = df.groupby(["item_id", "condition"])["success"].mean()
+    n_seeds = df.groupby(["item_id", "condition"]).size().max()
+    if n_seeds > 1:
+        r = per_item_rates(df.assign(success=df["success"].astype(float)), "item_id", "success", n_boot=2000)
+        score, lo, hi, k = r.mean, r.lo, r.hi, float(pairs.sum())
+    else:
+        p = proportion(int(pairs.sum()), len(pairs))
+        score, lo, hi, k = p.p, p.lo, p.hi, int(pairs.sum())
+    row = {"group": group, "k": k, "n": int(len(pairs)), "score": score, "lo": lo, "hi": hi,
+           "n_items": int(df["item_id"].nunique())}
+    if base_len is not None:
+        added = [len(ids) - base_len.get(b, len(ids)) for ids, b in zip(df["prompt_ids"], df["baseline_key"])]
+        row["added_tokens"] = float(np.mean(added))
+    return row
+
+
+def sustain_tables(runs: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """Baseline accuracy, SustainScore by type / hardness / K / control, and failure analysis tables."""
+    base, con = runs["baseline"], runs["constrained"]
+    out: dict[str, pd.DataFrame] = {}
+    b = proportion(int(base.groupby("item_id")["success"].max().sum()), int(base["item_id"].nunique()))
+    out["baseline"] = pd.DataFrame([{"group": "baseline accuracy", "k": b.k, "n": b.n, "score": b.p, "lo": b.lo,
+                                     "hi": b.hi, "n_items": b.n}])
+    if con.empty:
+        return out
+    base_len = dict(zip(base["key"], base["prompt_ids"].map(len)))
+    single = con[con["condition_kind"] == "single"]
+    real = con[con["condition_kind"] != "control"]
+    rows = [_row("all constraints (K=1)", single, base_len)]
+    rows += [_row(f"{h} (K=1)", single[single["hardness"] == h], base_len) for h in sorted(single["hardness"].unique())]
+    rows += [_row(f"control: {c}", con[con["ctype"] == c], base_len)
+             for c in sorted(con.loc[con["condition_kind"] == "control", "ctype"].unique())]
+    out["overall"] = pd.DataFrame(rows)
+    out["by_type"] = pd.DataFrame([dict(_row(t, single[single["ctype"] == t], base_len), hardness=h)
+                                   for t, h in single.groupby("ctype")["hardness"].first().items()])
+    out["by_domain"] = pd.DataFrame([_row(d, single[single["domain"] == d], base_len)
+                                     for d in sorted(single["domain"].unique())])
+    ks = [_row("K=1", single, base_len) | {"K": 1}]
+    for k in sorted(real.loc[real["condition_kind"] == "set", "k"].unique()):
+        ks.append(_row(f"K={k}", real[(real["condition_kind"] == "set") & (real["k"] == k)], base_len) | {"K": int(k)})
+    out["scaling"] = pd.DataFrame(ks)
+    fails = real[~real["success"]]
+    err = fails.groupby(["ctype", "error_type"]).size().unstack(fill_value=0) if len(fails) else pd.DataFrame()
+    out["errors"] = err.reset_index() if len(err) else pd.DataFrame(columns=["ctype"])
+    met = real.dropna(subset=["constraint_met"])
+    out["constraint_met"] = pd.DataFrame([
+        {"outcome": name, "n": len(g), "met": int(g["constraint_met"].astype(bool).sum()),
+         "share_met": float(g["constraint_met"].astype(bool).mean()) if len(g) else np.nan}
+        for name, g in (("success", met[met["success"]]), ("failure", met[~met["success"]]))])
+    return out
+
+
+def _md_table(df: pd.DataFrame) -> str:
+    if df is None or df.empty:
+        return "_(none)_\n"
+    cols = list(df.columns)
+    fmt = lambda v: f"{v:.3f}" if isinstance(v, (float, np.floating)) and not float(v).is_integer() else (
+        str(int(v)) if isinstance(v, (float, np.floating)) and not np.isnan(v) else str(v))
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(fmt(v) for v in r) + " |" for r in df.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def _examples(con: pd.DataFrame, n: int = 3) -> list[dict]:
+    ex = []
+    fails = con[(con["condition_kind"] != "control") & (~con["success"])]
+    for et, g in fails.groupby("error_type"):
+        for r in g.head(n).itertuples():
+            ex.append({"error_type": et, "item_id": r.item_id, "condition": r.condition, "key": r.key,
+                       "constraints": [c["text"] for c in r.constraints], "output": r.output_text[:400],
+                       "constraint_met": r.constraint_met})
+    return ex
+
+
+def write_report(run_dir: str | Path, figures: bool = True) -> dict:
+    """Recompute all tables from the records and write report.md, report.json and figures/."""
+    d = Path(run_dir)
+    runs = load_run(d)
+    cfg = json.loads((d / "config.json").read_text())
+    tables = sustain_tables(runs)
+    fig_paths: dict[str, list[str]] = {}
+    if figures and "overall" in tables:
+        from ..plots.sustain import plot_by_type, plot_error_types, plot_scaling
+
+        fd = d / "figures"
+        fig_paths["by_type"] = [str(p.relative_to(d)) for p in plot_by_type(tables["by_type"], tables["overall"], fd / "sustain_by_type")]
+        fig_paths["scaling"] = [str(p.relative_to(d)) for p in plot_scaling(tables["scaling"], fd / "sustain_scaling")]
+        fig_paths["errors"] = [str(p.relative_to(d)) for p in plot_error_types(tables["errors"], fd / "error_types")]
+    import torch
+    import transformers
+
+    base = runs["baseline"]
+    meta = {"config": cfg["config"], "config_hash": cfg["config_hash"],
+            "model_revision": base["model_revision"].iloc[0] if len(base) else "",
+            "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                         "transformers": transformers.__version__},
+            "n_records": {k: len(v) for k, v in runs.items()}}
+    con = runs["constrained"]
+    report = {"meta": meta, "estimator": ESTIMATOR_NOTE,
+              "tables": {k: json.loads(v.to_json(orient="records")) for k, v in tables.items()},
+              "examples": _examples(con) if len(con) else [], "figures": fig_paths}
+    (d / "report.json").write_text(json.dumps(report, indent=2, default=str))
+    md = [f"# SustainScore report: {cfg['config']['model']} on {cfg['config']['task']}", "",
+          f"Config hash `{cfg['config_hash']}`, model revision `{meta['model_revision']}`, "
+          f"seeds {cfg['config']['seeds']}, temperature {cfg['config']['temperature']}.", "", ESTIMATOR_NOTE, ""]
+    for name, title in (("baseline", "Baseline"), ("overall", "SustainScore (with controls)"),
+                        ("by_type", "By constraint type"), ("by_domain", "By domain"),
+                        ("scaling", "Constraint-count scaling"), ("errors", "Failure analysis (counts)"),
+                        ("constraint_met", "Did the output meet the added constraint?")):
+        if name in tables:
+            md += [f"## {title}", "", _md_table(tables[name])]
+    for k, ps in fig_paths.items():
+        png = [p for p in ps if p.endswith(".png")]
+        if png:
+            md += [f"![{k}]({png[0]})", ""]
+    if report["examples"]:
+        md += ["## Example failures", ""]
+        for e in report["examples"]:
+            md += [f"- **{e['error_type']}** item `{e['item_id']}` ({e['condition']}, record `{e['key']}`), "
+                   f"constraint met: {e['constraint_met']}; constraints: {e['constraints']}",
+                   f"  > {e['output'][:300]!r}"]
+    (d / "report.md").write_text("\n".join(md) + "\n")
+    return report

@@ -1,0 +1,310 @@
+"""The SustainScore experiment: baseline -> self-evident constraints -> constrained runs -> report.
+
+Every stage appends to its own JSONL store in the run directory, batch by batch, so a run killed at
+any point and started again skips what is done and ends with exactly the records of an
+uninterrupted run. Run-directory layout:
+
+    config.json        the SustainConfig (a resumed run must match it)
+    baseline.jsonl     one record per (item, seed) without constraint
+    constraints.jsonl  one record per baseline-solved item: every candidate, accepted or rejected
+    constrained.jsonl  one record per (item, condition, seed): constraint sets, K-sets and controls
+    cas/<key>.npz      CAS arrays of each generation (linked by `cas_file`)
+    report.md / report.json / figures/
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+from ..attention.cas import CASCapture
+from ..attention.storage import save_cas
+from ..constraints import (Constraint, ProposeContext, accepted_constraints, extract_constraints_many,
+                           insert_constraints, neutral_control, paraphrase_task, sample_constraint_set)
+from ..errors import InterpError
+from ..models.generation import GenConfig, generate
+from ..prompts import Part, build_prompt
+from ..store import ResultStore, record_key
+from ..tasks import Item, Task, get_task
+from .config import SustainConfig
+
+STAGES = ("baseline", "constraints", "constrained")
+
+
+@dataclass
+class Condition:
+    """One way of changing the baseline prompt: constraints to insert, or a control."""
+
+    id: str
+    kind: str  # "single" | "set" | "control"
+    ctype: str  # constraint type, "mixed" for sets, control name for controls
+    hardness: str  # "hard" | "soft" | "mixed" | "control"
+    constraints: list[Constraint]
+    k: int = 1
+    insert_texts: list[str] | None = None  # neutral control: plain sentences in the constraint slot
+    task_text: str | None = None  # paraphrase control: replaces the task part
+
+    def to_dict(self) -> dict:
+        return {"condition": self.id, "condition_kind": self.kind, "ctype": self.ctype, "hardness": self.hardness,
+                "k": self.k, "constraints": [c.to_dict() for c in self.constraints],
+                "insert_texts": self.insert_texts, "task_text": self.task_text}
+
+
+def _seed_of(*parts) -> int:
+    return int(hashlib.sha1("|".join(map(str, parts)).encode()).hexdigest()[:8], 16)
+
+
+class SustainRun:
+    """A SustainScore run bound to a run directory; `run()` executes or resumes all stages."""
+
+    def __init__(self, cfg: SustainConfig, run_dir: str | Path, model=None, task: Task | None = None,
+                 extractor=None, progress: bool = True, log: Callable[[str], None] = print,
+                 shard: tuple[int, int] | None = None):
+        self.cfg = cfg
+        self.dir = Path(run_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._check_config()
+        self.task = task or get_task(cfg.task, **cfg.task_kwargs)
+        self.model = model
+        self._extractor = extractor
+        self.progress = progress
+        self.log = log
+        self.shard = shard
+        self.stores = {s: ResultStore(self.dir / f"{s}.jsonl") for s in STAGES}
+
+    def _check_config(self) -> None:
+        path = self.dir / "config.json"
+        mine = {"config": self.cfg.to_dict(), "config_hash": self.cfg.hash()}
+        if path.exists():
+            old = json.loads(path.read_text())
+            if old.get("config_hash") != mine["config_hash"]:
+                raise InterpError(f"{self.dir} holds a run with a different config (hash {old.get('config_hash')} vs "
+                                  f"{mine['config_hash']}); use a new --out folder")
+        else:
+            path.write_text(json.dumps(mine, indent=2))
+
+    # ---- helpers -------------------------------------------------------------------------------
+    def _model(self):
+        if self.model is None:
+            from ..models import load_model
+
+            self.log(f"loading model {self.cfg.model} ...")
+            self.model = load_model(self.cfg.model, dtype=self.cfg.dtype, device=self.cfg.device)
+        return self.model
+
+    @property
+    def extractor(self):
+        if self._extractor is None and self.cfg.soft:
+            spec = self.cfg.extractor
+            if spec == "self":
+                from ..backends.local import LocalGenerator
+
+                self._extractor = LocalGenerator(self._model())
+            elif spec.startswith(("http://", "https://")):
+                from ..backends.openai_http import OpenAIChatBackend
+
+                base, _, name = spec.partition("#")
+                self._extractor = OpenAIChatBackend(base, model=name or "default")
+            else:
+                from ..backends.local import LocalGenerator
+                from ..models import load_model
+
+                self._extractor = LocalGenerator(load_model(spec))
+        return self._extractor
+
+    def items(self) -> list[Item]:
+        items = self.task.items(self.cfg.n_items, self.cfg.offset)
+        if self.shard:
+            i, n = self.shard
+            items = [it for it in items if _seed_of("shard", it.id) % n == i]
+        return items
+
+    def gen_config(self, seed: int) -> GenConfig:
+        return GenConfig(max_new_tokens=self.cfg.max_new_tokens or self.task.max_new_tokens,
+                         temperature=self.cfg.temperature, seed=seed, batch_size=self.cfg.batch_size)
+
+    def key(self, stage: str, item_id: str, condition: str, seed: int) -> str:
+        return record_key(model=self.cfg.model, task=self.cfg.task, task_kwargs=self.cfg.task_kwargs, stage=stage,
+                          item=item_id, condition=condition, seed=seed, gen=self.gen_config(seed).key_dict(),
+                          position=self.cfg.position, config=self.cfg.hash())
+
+    def _generate_and_store(self, stage: str, jobs: list[dict]) -> None:
+        """Generate the pending jobs (dicts with key, parts, item, seed, ...) batch by batch, appending records."""
+        from tqdm.auto import tqdm
+
+        pending = [j for j in jobs if j["key"] not in self.stores[stage]]
+        if not pending:
+            return
+        model = self._model()
+        pending.sort(key=lambda j: (j["seed"], j["key"]))
+        bs = self.cfg.batch_size
+        bar = tqdm(total=len(pending), desc=stage, disable=not self.progress)
+        for s in range(0, len(pending), bs):
+            chunk = pending[s: s + bs]
+            by_seed: dict[int, list[dict]] = {}
+            for j in chunk:
+                by_seed.setdefault(j["seed"], []).append(j)
+            for seed, js in by_seed.items():
+                cfg = self.gen_config(seed)
+                prompts = [build_prompt(model.tokenizer, j["parts"]) for j in js]
+                providers = (lambda b: [CASCapture(model.n_layers, model.n_heads, cfg.max_new_tokens)]) \
+                    if self.cfg.capture_cas else None
+                gens = generate(model, prompts, cfg, providers_for_batch=providers, progress=False,
+                                row_keys=[j["key"] for j in js])
+                items = [j["item"] for j in js]
+                outs = [g.output_text for g in gens]
+                scores = self.task.score_many(items, outs)
+                lenient = self.task.lenient_score_many(items, outs)
+                for j, g, sc, le in zip(js, gens, scores, lenient):
+                    rec = self._record(stage, j, g, sc, le)
+                    if self.cfg.capture_cas and "cas" in g.extras:
+                        rec["cas_file"] = save_cas(self.dir, j["key"], g.extras["cas"], g.extras["cas_spans"],
+                                                   g.extras["cas_span_len"])
+                    self.stores[stage].append(rec)
+            bar.update(len(chunk))
+        bar.close()
+
+    def _record(self, stage: str, job: dict, g, sc, le) -> dict:
+        item: Item = job["item"]
+        rec = {
+            "key": job["key"], "stage": stage, "model": self.cfg.model, "model_label": self.cfg.model_label,
+            "model_revision": getattr(self._model(), "revision", ""), "task": self.cfg.task,
+            "domain": self.task.domain, "item_id": item.id, "seed": job["seed"],
+            "prompt_text": g.prompt.text, "spans": {k: list(v) for k, v in g.prompt.spans.items()},
+            "prompt_ids": g.prompt.input_ids, "output_text": g.output_text, "output_ids": g.output_ids,
+            "finish_reason": g.finish_reason, "success": bool(sc.success), "score_value": float(sc.value),
+            "prediction": None if sc.prediction is None else str(sc.prediction), "score_detail": sc.detail,
+            "lenient_success": bool(le.success), "gen_config": self.gen_config(job["seed"]).key_dict(),
+        }
+        cond: Condition | None = job.get("condition")
+        if cond is not None:
+            rec.update(cond.to_dict())
+            rec["baseline_key"] = job["baseline_key"]
+            checks = [c.check(g.output_text, judge=self.extractor if c.kind == "soft" else None)
+                      for c in cond.constraints if c.kind == "hard" or self.extractor is not None]
+            rec["constraint_checks"] = [{"ok": c.ok, "reason": c.reason, "judge_output": c.judge_output} for c in checks]
+            rec["constraint_met"] = all(c.ok for c in checks) if checks else None
+            rec["error_type"] = "none" if sc.success else ("output_spec" if le.success else "reasoning")
+        return rec
+
+    # ---- stages --------------------------------------------------------------------------------
+    def run_baseline(self) -> list[dict]:
+        jobs = [{"key": self.key("baseline", it.id, "baseline", seed), "parts": self.task.parts(it), "item": it,
+                 "seed": seed} for it in self.items() for seed in self.cfg.seeds]
+        self._generate_and_store("baseline", jobs)
+        return self.records("baseline")
+
+    def baseline_successes(self) -> dict[str, dict]:
+        """item id -> the first successful baseline record (lowest seed) of that item."""
+        out: dict[str, dict] = {}
+        ids = {it.id for it in self.items()}
+        for r in sorted(self.records("baseline"), key=lambda r: r["seed"]):
+            if r["success"] and r["item_id"] in ids and r["item_id"] not in out:
+                out[r["item_id"]] = r
+        return out
+
+    def run_constraints(self) -> list[dict]:
+        succ = self.baseline_successes()
+        store = self.stores["constraints"]
+        items = {it.id: it for it in self.items()}
+        todo = [(iid, r) for iid, r in succ.items()
+                if record_key(base=r["key"], types=self.cfg.types, soft=self.cfg.soft) not in store]
+        if todo:
+            self.log(f"extracting constraints for {len(todo)} items ...")
+            ctxs = [ProposeContext(task_text=items[iid].input, domain=self.task.domain, seed=_seed_of(iid),
+                                   extra={"extractor": self.extractor} if self.extractor else {}) for iid, _ in todo]
+            cands = extract_constraints_many([r["output_text"] for _, r in todo], ctxs, types=self.cfg.types,
+                                             extractor=self.extractor, judge=self.extractor)
+            for (iid, r), cs in zip(todo, cands):
+                store.append({"key": record_key(base=r["key"], types=self.cfg.types, soft=self.cfg.soft),
+                              "item_id": iid, "baseline_key": r["key"], "candidates": [c.to_dict() for c in cs],
+                              "n_proposed": sum(c.constraint is not None for c in cs),
+                              "n_accepted": sum(c.accepted for c in cs)})
+        return self.records("constraints")
+
+    def conditions(self, item: Item, base: dict, cons_rec: dict) -> list[Condition]:
+        """Single constraints (up to `per_type` per type), mixed K-sets and controls for one item."""
+        from ..constraints.extract import Candidate
+
+        cands = [Candidate(Constraint.from_dict(c["constraint"]), c["accepted"], c["reason"], c["judge_output"])
+                 for c in cons_rec["candidates"] if c["constraint"]]
+        acc = accepted_constraints(cands)
+        conds: list[Condition] = []
+        by_type: dict[str, list[Constraint]] = {}
+        for c in sorted(acc, key=lambda c: (c.type, c.key)):
+            by_type.setdefault(c.type, []).append(c)
+        rng = random.Random(_seed_of(item.id, "types"))
+        for t, cs in sorted(by_type.items()):
+            for c in rng.sample(cs, min(self.cfg.per_type, len(cs))):
+                conds.append(Condition(f"single:{t}:{c.key}", "single", t, c.kind, [c]))
+        for k in self.cfg.k_values:
+            if k < 2:
+                continue
+            s = sample_constraint_set(acc, k, _seed_of(item.id, "set", k), by_type="mixed",
+                                      output=base["output_text"], judge=self.extractor)
+            if s:
+                hard = {c.kind for c in s}
+                conds.append(Condition(f"set:k{k}", "set", "mixed", hard.pop() if len(hard) == 1 else "mixed", s, k=k))
+        singles = [c for c in conds if c.kind == "single"]
+        if "neutral" in self.cfg.controls and singles:
+            ref = singles[_seed_of(item.id, "neutral") % len(singles)].constraints[0]
+            text = neutral_control(ref.text, self._model().tokenizer, seed=_seed_of(item.id))
+            conds.append(Condition("control:neutral", "control", "neutral", "control", [], insert_texts=[text]))
+        if "paraphrase" in self.cfg.controls:
+            conds.append(Condition("control:paraphrase", "control", "paraphrase", "control", [],
+                                   task_text=paraphrase_task(item.input, seed=_seed_of(item.id))))
+        if "rerun" in self.cfg.controls:
+            conds.append(Condition("control:rerun", "control", "rerun", "control", []))
+        return conds
+
+    def condition_parts(self, item: Item, cond: Condition) -> list[Part]:
+        parts = self.task.parts(item)
+        if cond.task_text is not None:
+            parts = [Part(p.name, cond.task_text, p.role, p.sep) if p.name == "task" else p for p in parts]
+        inserts: Sequence = cond.insert_texts or cond.constraints
+        if inserts:
+            parts = insert_constraints(parts, inserts, position=self.cfg.position)
+        return parts
+
+    def run_constrained(self) -> list[dict]:
+        succ = self.baseline_successes()
+        cons = {r["item_id"]: r for r in self.records("constraints")}
+        jobs = []
+        for it in self.items():
+            if it.id not in succ or it.id not in cons:
+                continue
+            for cond in self.conditions(it, succ[it.id], cons[it.id]):
+                for seed in self.cfg.seeds:
+                    s = seed + 1000 if cond.id == "control:rerun" and self.cfg.temperature > 0 else seed
+                    jobs.append({"key": self.key("constrained", it.id, cond.id, seed), "item": it, "seed": s,
+                                 "parts": self.condition_parts(it, cond), "condition": cond,
+                                 "baseline_key": succ[it.id]["key"]})
+        self._generate_and_store("constrained", jobs)
+        return self.records("constrained")
+
+    def records(self, stage: str) -> list[dict]:
+        return self.stores[stage].records()
+
+    def run(self, report: bool = True):
+        """Run (or resume) every stage, then write the report; returns the report dict."""
+        base = self.run_baseline()
+        n_succ = len(self.baseline_successes())
+        self.log(f"baseline: {n_succ}/{len({r['item_id'] for r in base})} items solved")
+        if n_succ == 0:
+            raise InterpError(f"no baseline successes for {self.cfg.task} with {self.cfg.model} on "
+                              f"{len(base)} runs: SustainScore is undefined; use more items or an easier task")
+        self.run_constraints()
+        self.run_constrained()
+        if not report:
+            return None
+        from .report import write_report
+
+        return write_report(self.dir)
+
+
+def run_sustain(cfg: SustainConfig, out: str | Path, **kwargs):
+    """Run or resume a SustainScore experiment into `out`; returns the report dict."""
+    return SustainRun(cfg, out, **kwargs).run()

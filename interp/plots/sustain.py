@@ -1,0 +1,79 @@
+"""SustainScore figures: by constraint type, constraint-count scaling, error types, model comparison."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .style import PALETTE, new_figure, save_figure
+
+
+def _err(df: pd.DataFrame):
+    s = df["score"].to_numpy(float)
+    return np.vstack([s - df["lo"].to_numpy(float), df["hi"].to_numpy(float) - s])
+
+
+def plot_by_type(by_type: pd.DataFrame, overall: pd.DataFrame, path_stem: str | Path) -> list[Path]:
+    """Horizontal bars of SustainScore per constraint type (hard/soft coloured) with Wilson CIs and n."""
+    ctrl = overall[overall["group"].str.startswith("control")]
+    rows = pd.concat([by_type.assign(color=by_type["hardness"].map({"hard": PALETTE[0], "soft": PALETTE[2]}).fillna(PALETTE[0])),
+                      ctrl.assign(color="#999999")], ignore_index=True)
+    rows = rows[rows["n"] > 0]
+    fig, ax = new_figure("column", aspect=0.25 + 0.09 * max(len(rows), 1))
+    y = np.arange(len(rows))[::-1]
+    ax.barh(y, rows["score"], color=rows["color"], height=0.7)
+    ax.errorbar(rows["score"], y, xerr=_err(rows), fmt="none", ecolor="black", elinewidth=0.7, capsize=1.5)
+    ax.set_yticks(y, [f"{g} (n={n})" for g, n in zip(rows["group"], rows["n"])])
+    ax.set_xlim(0, 1.05)
+    ax.axvline(1.0, color="black", lw=0.5, ls=":")
+    ax.set_xlabel("SustainScore (share of baseline-solved items still solved)")
+    from matplotlib.patches import Patch
+
+    ax.legend(handles=[Patch(color=PALETTE[0], label="hard"), Patch(color=PALETTE[2], label="soft"),
+                       Patch(color="#999999", label="control")], loc="lower right")
+    return save_figure(fig, path_stem)
+
+
+def plot_scaling(scaling: pd.DataFrame, path_stem: str | Path) -> list[Path]:
+    """SustainScore vs number of constraints K with Wilson CIs."""
+    df = scaling[scaling["n"] > 0]
+    fig, ax = new_figure("column")
+    ax.errorbar(df["K"], df["score"], yerr=_err(df), marker="o", capsize=2, color=PALETTE[0])
+    for k, s, n in zip(df["K"], df["score"], df["n"]):
+        ax.annotate(f"n={n}", (k, s), textcoords="offset points", xytext=(4, 4), fontsize=6)
+    ax.set_xlabel("constraints per item, K")
+    ax.set_ylabel("SustainScore")
+    ax.set_ylim(0, 1.05)
+    ax.set_xticks(df["K"])
+    return save_figure(fig, path_stem)
+
+
+def plot_error_types(errors: pd.DataFrame, path_stem: str | Path) -> list[Path]:
+    """Stacked counts of constrained failures per constraint type: reasoning vs output-specification."""
+    fig, ax = new_figure("column")
+    if errors.empty:
+        ax.text(0.5, 0.5, "no constrained failures", ha="center", va="center", transform=ax.transAxes)
+        return save_figure(fig, path_stem)
+    cols = [c for c in ("reasoning", "output_spec") if c in errors.columns]
+    left = np.zeros(len(errors))
+    y = np.arange(len(errors))[::-1]
+    for c, color in zip(cols, (PALETTE[1], PALETTE[3])):
+        ax.barh(y, errors[c], left=left, color=color, label=c.replace("_", "-") + " error", height=0.7)
+        left += errors[c].to_numpy()
+    ax.set_yticks(y, errors["ctype"])
+    ax.set_xlabel("constrained failures (count)")
+    ax.legend(loc="lower right")
+    return save_figure(fig, path_stem)
+
+
+def plot_model_comparison(table: pd.DataFrame, path_stem: str | Path) -> list[Path]:
+    """SustainScore per model (rows of `table`: model, score, lo, hi, n), with Wilson CIs."""
+    fig, ax = new_figure("column")
+    x = np.arange(len(table))
+    ax.bar(x, table["score"], color=[PALETTE[i % len(PALETTE)] for i in range(len(table))], width=0.6)
+    ax.errorbar(x, table["score"], yerr=_err(table), fmt="none", ecolor="black", capsize=2, elinewidth=0.7)
+    ax.set_xticks(x, [f"{m}\n(n={n})" for m, n in zip(table["model"], table["n"])])
+    ax.set_ylabel("SustainScore")
+    ax.set_ylim(0, 1.05)
+    return save_figure(fig, path_stem)
