@@ -22,6 +22,8 @@ import uuid
 from concurrent.futures import Future
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import torch
+
 from ..models.generation import GenConfig, generate
 from ..prompts import Prompt
 
@@ -29,8 +31,8 @@ from ..prompts import Prompt
 class Batcher:
     """Runs generation on one thread; requests queued meanwhile with equal settings form one batch."""
 
-    def __init__(self, model, max_batch: int = 8, wait_s: float = 0.01):
-        self.model, self.max_batch, self.wait_s = model, max_batch, wait_s
+    def __init__(self, model, max_batch: int = 8, wait_s: float = 0.01, threads: int = 0):
+        self.model, self.max_batch, self.wait_s, self.threads = model, max_batch, wait_s, threads
         self.q: queue.Queue = queue.Queue()
         threading.Thread(target=self._loop, daemon=True).start()
 
@@ -40,6 +42,8 @@ class Batcher:
         return fut
 
     def _loop(self) -> None:
+        if self.threads:
+            torch.set_num_threads(self.threads)
         while True:
             jobs = [self.q.get()]
             deadline = time.monotonic() + self.wait_s
@@ -157,10 +161,10 @@ class ChatServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, addr, model, fail_first: int = 0, fail_rate: float = 0.0, retry_after: float = 0.1,
-                 api_key: str | None = None, max_batch: int = 8, verbose: bool = False):
+                 api_key: str | None = None, max_batch: int = 8, verbose: bool = False, threads: int = 0):
         super().__init__(addr, ChatHandler)
         self.model_id = model.model_id
-        self.batcher = Batcher(model, max_batch=max_batch)
+        self.batcher = Batcher(model, max_batch=max_batch, threads=threads)
         self.fail_first, self.fail_rate, self.retry_after = fail_first, fail_rate, retry_after
         self.api_key, self.verbose, self.started = api_key, verbose, time.time()
         self._n_faults = 0
@@ -184,6 +188,8 @@ def main(argv=None) -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--dtype", default="auto")
     ap.add_argument("--max-batch", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=0,
+                    help="torch CPU threads (0: torch default); 1 avoids oversubscription on busy small machines")
     ap.add_argument("--fail-first", type=int, default=0, help="fail the first N chat requests (500/429)")
     ap.add_argument("--fail-rate", type=float, default=0.0, help="fail each chat request with probability p")
     ap.add_argument("--retry-after", type=float, default=0.1, help="Retry-After seconds sent with 429s")
@@ -197,7 +203,7 @@ def main(argv=None) -> None:
     if args.api_key_env and not api_key:
         sys.exit(f"error: --api-key-env {args.api_key_env} is not set")
     srv = ChatServer((args.host, args.port), model, args.fail_first, args.fail_rate, args.retry_after, api_key,
-                     args.max_batch, args.verbose)
+                     args.max_batch, args.verbose, args.threads)
     print(f"serving {model.model_id} on http://{args.host}:{srv.server_address[1]}/v1", flush=True)
     try:
         srv.serve_forever()

@@ -28,7 +28,7 @@ EMBEDDED_HUB_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct"
 # Architectures whose HF attention goes through the pluggable attention interface (checked or known to).
 SUPPORTED_MODEL_TYPES = {
     "llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "phi3", "olmo", "olmo2",
-    "granite", "starcoder2", "smollm3", "qwen2_moe", "qwen3_moe", "mixtral", "gpt_neox", "gpt2",
+    "granite", "starcoder2", "smollm3", "qwen2_moe", "qwen3_moe", "mixtral",
 }
 log = logging.getLogger(__name__)
 
@@ -164,6 +164,25 @@ def _convert_gguf(path: Path) -> Path:
     return target
 
 
+def _check_hub(name: str, revision: str | None) -> None:
+    """Fail fast (no 30 s of retries) when a hub model is neither cached nor reachable."""
+    import socket
+
+    from huggingface_hub import try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(name, "config.json", revision=revision), str):
+        return
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        raise InterpError(f"cannot load {name!r}: HF_HUB_OFFLINE=1 and it is not in the local HF cache; "
+                          f"download it first or pass a local folder / .gguf file")
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=3).close()
+    except OSError:
+        raise InterpError(f"cannot load {name!r}: the Hugging Face hub is not reachable from here and the model is "
+                          f"not cached; pass a local folder or a .gguf file, or use the embedded default "
+                          f"({DEFAULT_MODEL})") from None
+
+
 def load_model(spec: str | None = DEFAULT_MODEL, dtype: str | torch.dtype | None = "auto",
                device: str | None = "auto", device_map: str | dict | None = None,
                revision: str | None = None) -> LoadedModel:
@@ -195,6 +214,7 @@ def load_model(spec: str | None = DEFAULT_MODEL, dtype: str | torch.dtype | None
         raise InterpError(f"model path not found: {spec}")
     else:
         folder, model_id, rev = spec, spec, revision or "main"
+        _check_hub(spec, revision)
     try:
         cfg = AutoConfig.from_pretrained(str(folder), revision=revision)
     except OSError as e:

@@ -27,11 +27,13 @@ def plot_by_type(by_type: pd.DataFrame, overall: pd.DataFrame, path_stem: str | 
     ax.set_yticks(y, [f"{g} (n={n})" for g, n in zip(rows["group"], rows["n"])])
     ax.set_xlim(0, 1.05)
     ax.axvline(1.0, color="black", lw=0.5, ls=":")
-    ax.set_xlabel("SustainScore (share of baseline-solved items still solved)")
+    ax.set_xlabel("SustainScore (share still solved, 95% Wilson CI)")
     from matplotlib.patches import Patch
 
-    ax.legend(handles=[Patch(color=PALETTE[0], label="hard"), Patch(color=PALETTE[2], label="soft"),
-                       Patch(color="#999999", label="control")], loc="lower right")
+    kinds = [("hard", PALETTE[0]), ("soft", PALETTE[2])]
+    handles = [Patch(color=c, label=k) for k, c in kinds if (rows.get("hardness") == k).any()]
+    handles.append(Patch(color="#999999", label="control"))
+    ax.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(handles))
     return save_figure(fig, path_stem)
 
 
@@ -43,7 +45,7 @@ def plot_scaling(scaling: pd.DataFrame, path_stem: str | Path) -> list[Path]:
     for k, s, n in zip(df["K"], df["score"], df["n"]):
         ax.annotate(f"n={n}", (k, s), textcoords="offset points", xytext=(4, 4), fontsize=6)
     ax.set_xlabel("constraints per item, K")
-    ax.set_ylabel("SustainScore")
+    ax.set_ylabel("SustainScore (95% Wilson CI)")
     ax.set_ylim(0, 1.05)
     ax.set_xticks(df["K"])
     return save_figure(fig, path_stem)

@@ -1,0 +1,211 @@
+"""The `interp` command line: every subcommand is a thin wrapper over the Python API."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from .errors import InterpError
+
+
+def _add_sustain_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML/JSON SustainConfig file; flags below override it")
+    p.add_argument("--model", help="embedded default 'smollm2-135m', a hub name, a local folder or a .gguf path")
+    p.add_argument("--task", help="task name (see `interp tasks`)")
+    p.add_argument("--n-items", type=int, help="number of items")
+    p.add_argument("--offset", type=int, help="first item index")
+    p.add_argument("--max-new-tokens", type=int, help="generation budget (default: the task's)")
+    p.add_argument("--temperature", type=float, help="0 = greedy (default)")
+    p.add_argument("--seeds", type=int, nargs="+", help="sampling seeds")
+    p.add_argument("--batch-size", type=int, help="generation batch size")
+    p.add_argument("--k-values", type=int, nargs="+", help="constraint-set sizes K>1 for the scaling curve")
+    p.add_argument("--soft", action="store_true", default=None, help="also derive soft constraints with an extractor")
+    p.add_argument("--extractor", help="'self', a model spec, or an OpenAI-compatible URL 'http://host:port/v1#model'")
+    p.add_argument("--no-cas", action="store_true", help="do not capture Constraint Attention Scores")
+    p.add_argument("--shard", help="run shard i of n, written as i/n")
+    p.add_argument("--out", help="run directory (default runs/<task>-<model>-<confighash>)")
+
+
+def _sustain_config(a):
+    from .experiments.config import SustainConfig, load_config_file
+
+    d = load_config_file(a.config) if a.config else {}
+    for flag, key in (("model", "model"), ("task", "task"), ("n_items", "n_items"), ("offset", "offset"),
+                      ("max_new_tokens", "max_new_tokens"), ("temperature", "temperature"), ("seeds", "seeds"),
+                      ("batch_size", "batch_size"), ("k_values", "k_values"), ("soft", "soft"),
+                      ("extractor", "extractor")):
+        v = getattr(a, flag, None)
+        if v is not None:
+            d[key] = v
+    if getattr(a, "no_cas", False):
+        d["capture_cas"] = False
+    return SustainConfig.from_dict(d)
+
+
+def _parse_shard(s: str | None):
+    if not s:
+        return None
+    try:
+        i, n = (int(x) for x in s.split("/"))
+        assert 0 <= i < n
+    except Exception:  # noqa: BLE001
+        raise InterpError(f"--shard must look like i/n with 0 <= i < n, got {s!r}") from None
+    return i, n
+
+
+def cmd_sustain(a) -> int:
+    from .experiments.sustain import SustainRun
+
+    cfg = _sustain_config(a)
+    shard = _parse_shard(a.shard)
+    out = Path(a.out or f"runs/{cfg.task}-{Path(cfg.model).name}-{cfg.hash()}" + (f"-shard{shard[0]}of{shard[1]}" if shard else ""))
+    t0 = time.perf_counter()
+    run = SustainRun(cfg, out, shard=shard)
+    rep = run.run(report=shard is None)
+    if rep is None:
+        print(f"shard written to {out} (merge shards with `interp merge`)")
+        return 0
+    if cfg.capture_cas:
+        from .attention.analysis import cas_report
+
+        cas_report(out)
+    print(f"done in {time.perf_counter() - t0:.0f} s; report: {out / 'report.md'}")
+    for row in rep["tables"].get("overall", []):
+        print(f"  {row['group']:<28} SustainScore {row['score']:.3f} [{row['lo']:.3f}, {row['hi']:.3f}] n={row['n']}")
+    return 0
+
+
+def cmd_tasks(a) -> int:
+    from .tasks import list_tasks
+
+    for t in list_tasks():
+        print(f"{t['name']:<18} {t['domain']:<6} {t.get('description', '')}")
+    return 0
+
+
+def cmd_generate(a) -> int:
+    from .models import load_model
+    from .models.generation import GenConfig, generate
+    from .prompts import Part, build_prompt
+
+    m = load_model(a.model)
+    parts = [Part("task", a.prompt)] + ([Part("constraint_0", a.constraint)] if a.constraint else [])
+    g = generate(m, [build_prompt(m.tokenizer, parts)], GenConfig(max_new_tokens=a.max_new_tokens), progress=False)[0]
+    print(g.output_text)
+    return 0
+
+
+def cmd_report(a) -> int:
+    from .experiments.report import write_report
+
+    write_report(a.run_dir)
+    print(f"report: {Path(a.run_dir) / 'report.md'}")
+    return 0
+
+
+def cmd_cas(a) -> int:
+    from .attention.analysis import cas_report
+
+    res = cas_report(a.run_dir, span=a.span, normalisation=a.normalisation, teacher_forced=a.teacher_forced)
+    print(json.dumps(res.get("summary", {}), indent=2, default=str))
+    print(f"CAS report: {Path(a.run_dir) / 'cas_report.md'}")
+    return 0
+
+
+def cmd_ablate(a) -> int:
+    from .interventions.experiments import AblationConfig, run_ablation
+
+    cfg = AblationConfig(alpha_damp=a.alpha_damp, alpha_boost=a.alpha_boost, top_k=a.top_k,
+                         max_items=a.max_items, seed=a.seed)
+    res = run_ablation(a.run_dir, cfg)
+    print(f"ablation report: {res['report']}")
+    return 0
+
+
+def cmd_merge(a) -> int:
+    from .experiments.merge import merge_runs
+
+    merge_runs(a.shards, a.out)
+    print(f"merged {len(a.shards)} shards into {a.out}")
+    return 0
+
+
+def cmd_compare(a) -> int:
+    from .experiments.compare import run_comparison
+
+    res = run_comparison(a.config, a.out)
+    print(f"comparison: {res['report']}")
+    return 0
+
+
+def cmd_info(a) -> int:
+    from .models import load_model
+
+    m = load_model(a.model)
+    print(json.dumps(m.info() | {"load_seconds": round(m.load_seconds, 2)}, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="interp", description=(
+        "Instruction/task interference toolkit: SustainScore runs, Constraint Attention Scores (CAS) and causal "
+        "attention ablations on open-weight LLMs. Every command has a Python API twin (see README)."))
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+    s = sub.add_parser("sustain", help="run or resume a SustainScore experiment (baseline -> constraints -> constrained runs -> report)")
+    _add_sustain_args(s)
+    s.set_defaults(fn=cmd_sustain)
+    s = sub.add_parser("tasks", help="list registered tasks")
+    s.set_defaults(fn=cmd_tasks)
+    s = sub.add_parser("generate", help="generate once from a prompt (quick check of a model)")
+    s.add_argument("prompt")
+    s.add_argument("--constraint", help="a constraint sentence appended as its own span")
+    s.add_argument("--model", default="smollm2-135m")
+    s.add_argument("--max-new-tokens", type=int, default=64)
+    s.set_defaults(fn=cmd_generate)
+    s = sub.add_parser("info", help="load a model and print its shape, revision and load time")
+    s.add_argument("--model", default="smollm2-135m")
+    s.set_defaults(fn=cmd_info)
+    s = sub.add_parser("report", help="recompute the SustainScore report of a run directory from its records")
+    s.add_argument("run_dir")
+    s.set_defaults(fn=cmd_report)
+    s = sub.add_parser("cas", help="compare CAS of failed vs successful constrained generations of a run")
+    s.add_argument("run_dir")
+    s.add_argument("--span", default="constraints", help="span to analyse (default: union of constraints)")
+    s.add_argument("--normalisation", default="raw", help="raw | no_sink | density | prompt_share")
+    s.add_argument("--teacher-forced", action="store_true", help="recompute CAS from stored outputs first")
+    s.set_defaults(fn=cmd_cas)
+    s = sub.add_parser("ablate", help="causal ablations of constraint attention over a run (rescue/induce/sweep)")
+    s.add_argument("run_dir")
+    s.add_argument("--alpha-damp", type=float, default=0.1)
+    s.add_argument("--alpha-boost", type=float, default=5.0)
+    s.add_argument("--top-k", type=int, default=10)
+    s.add_argument("--max-items", type=int, default=None)
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(fn=cmd_ablate)
+    s = sub.add_parser("merge", help="merge sharded run directories into one (refuses different configs)")
+    s.add_argument("shards", nargs="+")
+    s.add_argument("--out", required=True)
+    s.set_defaults(fn=cmd_merge)
+    s = sub.add_parser("compare", help="run several models (e.g. base/SFT/RL) on the same items and compare")
+    s.add_argument("config", help="YAML/JSON with `models: [{label, model}]` and SustainConfig fields")
+    s.add_argument("--out", required=True)
+    s.set_defaults(fn=cmd_compare)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except InterpError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; re-run the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
