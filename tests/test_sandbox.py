@@ -116,7 +116,8 @@ def test_network_namespace_holds_even_when_the_prelude_is_bypassed():
         pytest.skip("unshare -n is not permitted here; only the prelude blocks sockets")
     code = ("import socket\nraw = socket.socket.__mro__[-2]  # the unguarded C class: the prelude is no jail\n"
             "s = raw(socket.AF_INET, socket.SOCK_DGRAM)\n"
-            "try:\n    s.connect(('1.1.1.1', 53))\n    print('connected')\nexcept OSError as e:\n    print('errno', e.errno)")
+            "try:\n    s.connect(('1.1.1.1', 53))\n    print('connected')\n"
+            "except OSError as e:\n    print('errno', e.errno)")
     r = run_program(code, network_namespace=True, **FAST)
     assert r.stdout.strip() == "errno 101", r  # ENETUNREACH: the namespace has no interface up
 

@@ -159,7 +159,8 @@ ADD = Item(id="add", input=PROMPT, target={"prompt": PROMPT, "entry_point": "add
 CODE_OUTPUTS = [  # (output, strict, lenient)
     ("```python\ndef add(a, b):\n    return a + b\n```\nThis adds the numbers.", True, True),
     ("Here you go:\n```py\ndef add(a: int, b: int) -> int:\n    return a + b\n```", True, True),
-    ("```python\nimport math\n\ndef helper(x):\n    return x\n\ndef add(a, b):\n    return helper(a) + b\n```", True, True),
+    ("```python\nimport math\n\ndef helper(x):\n    return x\n\ndef add(a, b):\n    return helper(a) + b\n```",
+     True, True),
     ("def add(a, b):\n    return a + b", True, True),  # bare full definition
     ("    return a + b", True, True),  # bare body
     ("return a + b", True, True),  # flush-left body is indented under the prompt
@@ -205,7 +206,6 @@ def test_humaneval_items_and_parts():
     assert task.domain == "code"
 
 
-@pytest.mark.slow
 def test_humaneval_canonical_solutions_pass_and_broken_ones_fail():
     task = HumanEval()
     items = task.items()
@@ -266,7 +266,8 @@ SMOKE_CODE_SOLUTIONS = {
     "concat": "return a + b", "repeat_string": "return s * n", "absolute": "return abs(n)",
     "is_empty": "return len(xs) == 0", "contains": "return x in xs", "average": "return sum(xs) / len(xs)",
     "count_vowels": "return sum(c in 'aeiou' for c in s)",
-    "factorial": "import math\n    return math.factorial(n)",
+    "factorial": "import math\n    return math.factorial(n)", "is_palindrome": "return s == s[::-1]",
+    "count_char": "return s.count(c)", "clamp": "return max(lo, min(x, hi))", "remove_spaces": "return s.replace(' ', '')",
 }
 
 

@@ -62,7 +62,7 @@ class OpenAIChatBackend:
                  seed: int = 0, stop: Sequence[str] = ()) -> list[dict]:
         """Per conversation a dict: text, finish_reason, usage, key, cached. Raises InterpError on final failure.
 
-        Cached results are reused; identical requests in one call are sent once. If one request fails
+        With a cache, stored results are reused; identical requests in one call are always sent once. If one request fails
         for good, the rest are cancelled after the in-flight ones finish (and are cached), then it raises.
         """
         params = {"max_tokens": int(max_new_tokens), "temperature": float(temperature), "seed": int(seed),
@@ -98,9 +98,9 @@ class OpenAIChatBackend:
                               f"{self._excerpt(str(body))}") from None
         rec = {"key": key, "model": self.model_id, "messages": messages, "params": params, "text": text,
                "finish_reason": choice.get("finish_reason"), "usage": body.get("usage")}
-        with self._lock:
-            self._cache[key] = rec
-            if self.store is not None:
+        if self.store is not None:
+            with self._lock:
+                self._cache[key] = rec
                 self.store.append(rec)
         return rec
 

@@ -20,7 +20,8 @@ from .sandbox import Limits, RunResult, run_many
 FORMAT_INSTRUCTION = "Write the complete function in one ```python code block."
 
 _FENCE_RE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
-_CODE_START_RE = re.compile(r"^(?:def |async def |class |import |from |@|#|if |for |while |try:|with |return\b|[A-Za-z_][\w.]*\s*=)")
+_CODE_START_RE = re.compile(
+    r"^(?:def |async def |class |import |from |@|#|if |for |while |try:|with |return\b|[A-Za-z_][\w.]*\s*=)")
 
 
 def fenced_blocks(text: str) -> list[str]:
@@ -91,7 +92,8 @@ def check_program(solution: str, test: str, entry_point: str) -> str:
 def candidates(prompt: str, output: str, entry_point: str, signature: str = "") -> list[str]:
     """Lenient readings of an output: each fenced block, prose-stripped text, raw prompt + output, and
     (given a `signature` line) a bare body placed under that signature."""
-    readings = [r for r in (extract_code(output, entry_point), *fenced_blocks(output), strip_prose(output)) if r.strip()]
+    readings = [extract_code(output, entry_point), *fenced_blocks(output), strip_prose(output)]
+    readings = [r for r in readings if r.strip()]
     sols = [assemble(prompt, r, entry_point) for r in readings]
     if signature:
         sols += [assemble(signature, r, entry_point) for r in readings if not defines(r, entry_point)]

@@ -46,7 +46,8 @@ def read_jsonl(path: str | Path, required: Iterable[str] = ()) -> list[tuple[int
         try:
             row = json.loads(line)
         except json.JSONDecodeError as e:
-            raise InterpError(f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno}); fix or remove the line") from None
+            raise InterpError(f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno}); "
+                              "fix or remove the line") from None
         if not isinstance(row, dict):
             raise InterpError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
         for name in required:
@@ -80,7 +81,8 @@ def get_field(row: Any, name: str, path: str | Path, where: int | str, types: ty
         else:
             raise InterpError(f"{location(path, where)}: missing field {name!r}; is this the right file for this task?")
     if types and not isinstance(cur, types):
-        raise InterpError(f"{location(path, where)}: field {name!r} should be {_type_names(types)}, got {type(cur).__name__}")
+        raise InterpError(f"{location(path, where)}: field {name!r} should be {_type_names(types)}, "
+                          f"got {type(cur).__name__}")
     return cur
 
 

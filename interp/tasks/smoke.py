@@ -54,7 +54,8 @@ class SmokeArith(_Generated):
         elif op == "sub":
             a = rng.randint(6, 20)
             b = rng.randint(2, a - 2)
-            q, ans = f"{name} has {a} {things} and gives {b} to a friend. How many {things} does {name} have left?", a - b
+            q = f"{name} has {a} {things} and gives {b} to a friend. How many {things} does {name} have left?"
+            ans = a - b
         else:
             a, b = rng.randint(2, 5), rng.randint(2, 5)
             q, ans = f"{name} has {a} bags with {b} {things} in each bag. How many {things} does {name} have?", a * b
@@ -95,7 +96,8 @@ class SmokeCapitalQA(_Generated):
                     used.add(w)
                     return w
 
-        country, city, other, other_city = fresh(_COUNTRY_ENDS), fresh(_CITY_ENDS), fresh(_COUNTRY_ENDS), fresh(_CITY_ENDS)
+        country, city = fresh(_COUNTRY_ENDS), fresh(_CITY_ENDS)
+        other, other_city = fresh(_COUNTRY_ENDS), fresh(_CITY_ENDS)
         facts = [f"The capital of {country} is {city}.", f"The capital of {other} is {other_city}."]
         rng.shuffle(facts)
         return Item(id=f"smoke_capital_qa-{k}", input=f"What is the capital of {country}?", target=[city],
@@ -165,15 +167,23 @@ _CODE_SPECS = [
      ["count_vowels('hello') == 2", "count_vowels('xyz') == 0", "count_vowels('aei') == 3"]),
     ("factorial", "n", "returns n factorial (n! for n >= 0)",
      ["factorial(0) == 1", "factorial(1) == 1", "factorial(5) == 120"]),
+    ("is_palindrome", "s", "returns True if the string s reads the same backwards, else False",
+     ["is_palindrome('level') is True", "is_palindrome('abc') is False", "is_palindrome('') is True"]),
+    ("count_char", "s, c", "returns how many times the character c occurs in the string s",
+     ["count_char('banana', 'a') == 3", "count_char('xyz', 'a') == 0"]),
+    ("clamp", "x, lo, hi", "returns x limited to the range from lo to hi",
+     ["clamp(5, 0, 10) == 5", "clamp(-3, 0, 10) == 0", "clamp(42, 0, 10) == 10"]),
+    ("remove_spaces", "s", "returns the string s with all spaces removed",
+     ["remove_spaces('a b  c') == 'abc'", "remove_spaces('abc') == 'abc'"]),
 ]
 
 
 @register_task("smoke_code")
 class SmokeCode(CodeTask):
-    """Tiny Python functions described in one sentence, checked by asserts in the sandbox (24 items)."""
+    """Tiny Python functions described in one sentence, checked by asserts in the sandbox (28 items)."""
 
     max_new_tokens = 128
-    description = "smoke: tiny Python functions with asserts, run in the sandbox (24 items)"
+    description = "smoke: tiny Python functions with asserts, run in the sandbox (28 items)"
     format_instruction = "Write the function in one ```python code block."
 
     def __init__(self, n: int | None = None, timeout_s: float = 5.0, max_workers: int | None = None):

@@ -1,0 +1,441 @@
+"""Failed-vs-successful CAS comparison over a SustainScore run, and a token-level attention view.
+
+`cas_report` works from the stored records and CAS files of a run directory. Units of analysis are
+constrained generations (single constraints and K-sets, controls excluded), each summarised by its
+mean CAS over steps per (layer, head). The baseline reference is the teacher-forced CAS of the
+item's successful unconstrained output under the constrained prompt: how much the constraint would be
+attended while producing the original, correct answer. Teacher-forced arrays are cached under
+``<run>/cas_tf/cas/`` (``ref_<key>.npz``, ``tf_<key>.npz``), so they are computed once.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from ..errors import InterpError
+from ..prompts import Prompt
+from ..stats import aggregate_effect, benjamini_hochberg, curve_with_ci, mann_whitney_by_cell, step_curves
+from ..stats.proportions import paired_bootstrap_diff
+from .cas import normalise
+from .storage import read_cas, save_cas
+
+GROUPS = ("failed", "success")
+TF_DIR = "cas_tf"
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """Records of a JSONL store, read-only (a partial last line of a run still writing is skipped)."""
+    p = Path(path)
+    if not p.exists():
+        return []
+    out = []
+    for line in filter(str.strip, p.read_text(encoding="utf-8").splitlines()):
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
+def record_prompt(record: dict) -> Prompt:
+    """The Prompt of a stored record (text, ids and part spans), as it was generated from."""
+    return Prompt(text=record["prompt_text"], input_ids=list(record["prompt_ids"]),
+                  spans={k: tuple(v) for k, v in record["spans"].items()})
+
+
+def span_parts(record: dict, span: str) -> list[str]:
+    """Part names making up `span` in a record: the part itself, or all constraint parts for "constraints"."""
+    if span in record["spans"]:
+        return [span]
+    if span == "constraints":
+        parts = [n for n in record["spans"] if n.startswith("constraint_")]
+        if parts:
+            return parts
+    raise InterpError(f"span {span!r} is not in record {record.get('key')} (parts: {sorted(record['spans'])})")
+
+
+def _load_model(run_dir: Path):
+    from ..models import load_model
+
+    cfg = json.loads((run_dir / "config.json").read_text())["config"]
+    return load_model(cfg["model"], dtype=cfg.get("dtype", "auto"), device=cfg.get("device", "auto"))
+
+
+def teacher_forced_cached(run_dir: str | Path, model, jobs: Sequence[tuple[str, dict, Sequence[int]]],
+                          batch_size: int = 8) -> dict[str, str]:
+    """CAS of (name, prompt record, output ids) jobs by teacher forcing, stored once under ``cas_tf/``.
+
+    Returns name -> file path relative to ``<run>/cas_tf``. Existing files are reused (resumable).
+    """
+    from .cas import teacher_forced_cas
+
+    root = Path(run_dir) / TF_DIR
+    done = {name: f"cas/{name}.npz" for name, _, _ in jobs if (root / "cas" / f"{name}.npz").exists()}
+    todo = sorted([j for j in jobs if j[0] not in done and len(j[2])],
+                  key=lambda j: len(j[1]["prompt_ids"]) + len(j[2]))
+    for s in range(0, len(todo), batch_size):
+        chunk = todo[s: s + batch_size]
+        res = teacher_forced_cas(model, [record_prompt(r) for _, r, _ in chunk], [list(o) for _, _, o in chunk],
+                                 batch_size=batch_size)
+        for (name, _, _), e in zip(chunk, res):
+            done[name] = save_cas(root, name, e["cas"], e["cas_spans"], e["cas_span_len"])
+    return done
+
+
+def _span_array(root: Path, rel: str, record: dict, span: str, how: str, control: str | None) -> np.ndarray | None:
+    """[steps, layers, heads] CAS of `span` from one stored file (None if the span is absent or empty output)."""
+    cas, spans, span_len = read_cas(root, rel)
+    if span not in spans or cas.shape[0] == 0:
+        return None
+    return normalise(cas, spans, span, how, span_len, control)
+
+
+def _clean(x):
+    """JSON-safe copy: numpy scalars to Python, NaN/inf to None."""
+    if isinstance(x, dict):
+        return {str(k): _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _clean(x.tolist())
+    if isinstance(x, (np.bool_, bool)):
+        return bool(x)
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        return None if not math.isfinite(float(x)) else float(x)
+    return x
+
+
+def ranked_cells(cells: pd.DataFrame) -> pd.DataFrame:
+    """Cells ordered by p, ties (e.g. equal exact p) broken by the larger |failed - successful| difference."""
+    return (cells.assign(_a=-cells["diff"].abs()).sort_values(["p", "_a"], kind="stable").drop(columns="_a"))
+
+
+def _layer_effects(pf: np.ndarray, ps: np.ndarray, alpha: float, n_boot: int, seed: int) -> pd.DataFrame:
+    """Per layer: effect on the head-averaged CAS of each generation, BH-adjusted across layers."""
+    rows = [dict(layer=l, **aggregate_effect(pf[:, l].mean(-1), ps[:, l].mean(-1), n_boot, seed).to_dict())
+            for l in range(pf.shape[1])]
+    df = pd.DataFrame(rows)
+    df["p_bh"] = benjamini_hochberg(df["p"])
+    df["significant"] = df["p_bh"] < alpha
+    return df
+
+
+def _paired(live: np.ndarray, ref: np.ndarray, n_boot: int, seed: int) -> dict:
+    """Live minus reference per-generation CAS (same prompt): mean with paired bootstrap CI, Wilcoxon p."""
+    if len(live) < 2:
+        return {"n": int(len(live))}
+    diff, lo, hi = paired_bootstrap_diff(live, ref, n_boot=max(n_boot, 1), seed=seed)
+    d = live - ref
+    p = float(sps.wilcoxon(d).pvalue) if np.any(d != 0) else float("nan")
+    return {"n": int(len(live)), "mean_live": float(live.mean()), "mean_reference": float(ref.mean()),
+            "diff": diff, "diff_lo": lo, "diff_hi": hi, "p_wilcoxon": p}
+
+
+def _curve(arrs: list[np.ndarray], n_bins: int) -> dict | None:
+    if not arrs:
+        return None
+    mean, lo, hi = curve_with_ci(step_curves(arrs, n_bins))
+    return {"mean": mean, "lo": lo, "hi": hi, "n": len(arrs)}
+
+
+def _suffix(span: str, how: str, tf: bool) -> str:
+    parts = ([] if span == "constraints" else [span]) + ([] if how == "raw" else [how]) + (["tf"] if tf else [])
+    return "".join(f"-{p}" for p in parts)
+
+
+def cas_report(run_dir: str | Path, span: str = "constraints", normalisation: str = "raw",
+               teacher_forced: bool = False, n_bins: int = 20, alpha: float = 0.05, n_boot: int = 1000,
+               reference: bool = True, model=None, control: str | None = None, figures: bool = True,
+               html: bool = False, seed: int = 0) -> dict:
+    """Compare CAS of failed vs successful constrained generations of a run; write report, table and figures.
+
+    Writes ``cas_report.md``, ``cas_report.json``, ``cas_cells.csv`` and ``figures/cas_*`` (PNG+PDF, plus
+    plotly HTML when `html`). `teacher_forced` recomputes the generations' CAS from their stored outputs
+    (and reports the largest difference to the live files); `reference` adds the teacher-forced baseline
+    reference (needs the run's model; skipped with a note when it cannot be loaded). Statistics need at
+    least 2 failed and 2 successful generations; otherwise the report says so.
+    """
+    d = Path(run_dir)
+    if not (d / "constrained.jsonl").exists():
+        raise InterpError(f"{d} has no constrained.jsonl: run `interp sustain` first")
+    all_con = read_jsonl(d / "constrained.jsonl")
+    base = {r["key"]: r for r in read_jsonl(d / "baseline.jsonl")}
+    recs = [r for r in all_con if r.get("condition_kind") in ("single", "set") and r.get("cas_file")]
+    notes: list[str] = []
+    if len(recs) < sum(r.get("condition_kind") in ("single", "set") for r in all_con):
+        notes.append("some constrained generations have no CAS file (run with capture_cas=False?) and are left out")
+    if (teacher_forced or reference) and model is None and recs:
+        try:
+            model = _load_model(d)
+        except (InterpError, OSError, KeyError) as e:
+            if teacher_forced:
+                raise InterpError(f"teacher-forced CAS needs the run's model, which failed to load: {e}") from None
+            notes.append(f"baseline reference skipped: the run's model could not be loaded ({e})")
+            reference = False
+    if model is None:
+        reference = False
+
+    live: dict[str, np.ndarray] = {}
+    for r in recs:
+        a = _span_array(d, r["cas_file"], r, span, normalisation, control)
+        if a is not None:
+            live[r["key"]] = a
+    skipped = len(recs) - len(live)
+    if skipped:
+        notes.append(f"{skipped} generations left out: span {span!r} absent or empty output")
+    recs = [r for r in recs if r["key"] in live]
+    tf_check = None
+    if teacher_forced and recs:
+        files = teacher_forced_cached(d, model, [(f"tf_{r['key']}", r, r["output_ids"]) for r in recs])
+        tf = {r["key"]: _span_array(d / TF_DIR, files[f"tf_{r['key']}"], r, span, normalisation, control)
+              for r in recs}
+        raw_diff = [np.abs(_span_array(d / TF_DIR, files[f"tf_{r['key']}"], r, span, "raw", None)
+                           - _span_array(d, r["cas_file"], r, span, "raw", None)).max() for r in recs]
+        tf_check = float(np.max(raw_diff))
+        notes.append(f"teacher-forced CAS used; max |teacher-forced - live| raw CAS = {tf_check:.2e} "
+                     "(files store float16, so ~1e-3 is agreement)")
+        live = tf
+    ref: dict[str, np.ndarray] = {}
+    if reference and recs:
+        jobs = [(f"ref_{r['key']}", r, base[r["baseline_key"]]["output_ids"]) for r in recs
+                if r.get("baseline_key") in base]
+        files = teacher_forced_cached(d, model, jobs)
+        for r in recs:
+            name = f"ref_{r['key']}"
+            if name in files:
+                a = _span_array(d / TF_DIR, files[name], r, span, normalisation, control)
+                if a is not None:
+                    ref[r["key"]] = a
+
+    grp = {g: [r for r in recs if bool(r["success"]) == (g == "success")] for g in GROUPS}
+    n = {g: len(v) for g, v in grp.items()}
+    per_gen = {g: np.stack([live[r["key"]].mean(0) for r in v]) if v else None for g, v in grp.items()}
+    agg = {g: (p.mean((1, 2)) if p is not None else np.zeros(0)) for g, p in per_gen.items()}
+    res: dict = {"meta": {"run_dir": str(d), "span": span, "normalisation": normalisation,
+                          "teacher_forced": teacher_forced, "n_bins": n_bins, "alpha": alpha, "n_boot": n_boot,
+                          "unit": "constrained generation (single constraint or K-set; controls excluded)",
+                          "n_failed": n["failed"], "n_success": n["success"],
+                          "n_items": len({r["item_id"] for r in recs}),
+                          "by_kind": {k: sum(r["condition_kind"] == k for r in recs) for k in ("single", "set")},
+                          "teacher_forced_max_abs_diff": tf_check}, "notes": notes}
+    enough = n["failed"] >= 2 and n["success"] >= 2
+    cells = layers = effect = None
+    if enough:
+        cells = mann_whitney_by_cell(per_gen["failed"], per_gen["success"], alpha=alpha, n_boot=n_boot, seed=seed)
+        effect = aggregate_effect(agg["failed"], agg["success"], n_boot=max(n_boot, 1), seed=seed)
+        layers = _layer_effects(per_gen["failed"], per_gen["success"], alpha, n_boot, seed)
+        cells.to_csv(d / "cas_cells.csv", index=False)
+    else:
+        notes.append(f"too few generations for statistics: {n['failed']} failed and {n['success']} successful "
+                     "(need at least 2 of each); descriptive values only")
+        pd.DataFrame(columns=["layer", "head", "mean_failed", "mean_success", "diff", "U", "p", "p_bh",
+                              "significant"]).to_csv(d / "cas_cells.csv", index=False)
+    top = ranked_cells(cells).head(10) if cells is not None else pd.DataFrame()
+    curves = {g: _curve([live[r["key"]].mean((1, 2)) for r in v], n_bins) for g, v in grp.items()}
+    curves["reference"] = _curve([ref[k].mean((1, 2)) for k in ref], n_bins)
+    ref_summary = {}
+    for g, v in grp.items():
+        ks = [r["key"] for r in v if r["key"] in ref]
+        ref_summary[g] = _paired(np.array([live[k].mean() for k in ks]), np.array([ref[k].mean() for k in ks]),
+                                 n_boot, seed)
+    res.update({
+        "summary": {"n_failed": n["failed"], "n_success": n["success"],
+                    "mean_cas_failed": float(agg["failed"].mean()) if n["failed"] else None,
+                    "mean_cas_success": float(agg["success"].mean()) if n["success"] else None,
+                    "aggregate_diff": effect.diff if effect else None,
+                    "aggregate_diff_ci": [effect.diff_lo, effect.diff_hi] if effect else None,
+                    "aggregate_p": effect.p if effect else None,
+                    "n_significant_cells": int(cells["significant"].sum()) if cells is not None else 0,
+                    "top_cells": [(int(a), int(b)) for a, b in zip(top.get("layer", []), top.get("head", []))][:5],
+                    "reference_mean": float(np.mean([ref[k].mean() for k in ref])) if ref else None},
+        "aggregate": effect.to_dict() if effect else None,
+        "layers": layers.to_dict(orient="records") if layers is not None else [],
+        "top_cells": top.to_dict(orient="records"),
+        "curves": curves,
+        "reference": ref_summary if ref else None,
+        "per_generation": [{"key": r["key"], "item_id": r["item_id"], "condition": r.get("condition"),
+                            "success": bool(r["success"]), "n_steps": int(live[r["key"]].shape[0]),
+                            "mean_cas": float(live[r["key"]].mean()),
+                            "reference_mean_cas": float(ref[r["key"]].mean()) if r["key"] in ref else None}
+                           for r in recs],
+    })
+    fig_paths: dict[str, list[str]] = {}
+    if figures:
+        fig_paths = _figures(d, res, cells, layers, per_gen, ref, grp, live, model, span, normalisation,
+                             teacher_forced, html)
+    res["figures"] = fig_paths
+    res = _clean(res)
+    (d / "cas_report.json").write_text(json.dumps(res, indent=2))
+    (d / "cas_report.md").write_text(_markdown(res, top))
+    return res
+
+
+def _figures(d, res, cells, layers, per_gen, ref, grp, live, model, span, how, tf, html) -> dict[str, list[str]]:
+    from ..plots import cas as pc
+
+    fd = d / "figures"
+    sfx = _suffix(span, how, tf)
+    unit = "CAS (attention share)" if how == "raw" else f"CAS ({how})"
+    out: dict[str, list[Path]] = {}
+    n = res["meta"]
+    if cells is not None:
+        out["heatmap"] = pc.plot_cell_heatmap(cells, fd / f"cas_heatmap{sfx}", units=unit)
+        out["layers"] = pc.plot_layer_effects(layers, fd / f"cas_layers{sfx}", units=unit)
+    curves = {k: v for k, v in res["curves"].items() if v is not None}
+    if curves:
+        out["curves"] = pc.plot_step_curves(curves, fd / f"cas_curves{sfx}", ylabel=unit)
+    vals = {g: per_gen[g].mean((1, 2)) for g in GROUPS if per_gen[g] is not None}
+    if ref:
+        vals["reference"] = np.array([ref[k].mean() for k in ref])
+    if vals:
+        top = [] if cells is None else [(int(r.layer), int(r.head)) for r in ranked_cells(cells).head(3).itertuples()]
+        heads = {f"L{l}H{h}": {g: per_gen[g][:, l, h] for g in GROUPS if per_gen[g] is not None}
+                 | ({"reference": np.array([ref[k].mean(0)[l, h] for k in ref])} if ref else {})
+                 for l, h in top}
+        out["distributions"] = pc.plot_distributions({"all heads": vals} | heads, fd / f"cas_distributions{sfx}",
+                                                     ylabel=f"per-generation mean {unit}")
+    if model is not None and cells is not None:
+        best = ranked_cells(cells).iloc[0]
+        l, h = int(best["layer"]), int(best["head"])
+        for g in GROUPS:
+            v = sorted(grp[g], key=lambda r: len(r["output_ids"]))
+            if v:
+                r = v[len(v) // 2]
+                df = token_attention(model, r, span=span, layer=l, head=h)
+                title = f"{'failed' if g == 'failed' else 'successful'} generation, layer {l} head {h}"
+                out[f"tokens_{g}"] = pc.plot_token_attention(df, fd / f"cas_tokens_{g}{sfx}", title=title)
+                if html:
+                    out[f"tokens_{g}_html"] = [pc.save_plotly(pc.token_attention_plotly(df, title),
+                                                              fd / f"cas_tokens_{g}{sfx}")]
+    if html and cells is not None:
+        out["heatmap_html"] = [pc.save_plotly(pc.cell_heatmap_plotly(cells, units=unit), fd / f"cas_heatmap{sfx}")]
+        out["curves_html"] = [pc.save_plotly(pc.step_curves_plotly(curves, ylabel=unit), fd / f"cas_curves{sfx}")]
+    return {k: [str(Path(p).relative_to(d)) for p in ps] for k, ps in out.items()}
+
+
+def _fmt(x, nd=3) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.{nd}g}"
+
+
+def _markdown(res: dict, top: pd.DataFrame) -> str:
+    m, s = res["meta"], res["summary"]
+    md = [f"# CAS report: span `{m['span']}`, normalisation `{m['normalisation']}`"
+          + (" (teacher-forced)" if m["teacher_forced"] else ""), "",
+          f"Unit: {m['unit']}; {m['n_failed']} failed and {m['n_success']} successful generations over "
+          f"{m['n_items']} items ({m['by_kind']['single']} single, {m['by_kind']['set']} sets). Each generation is "
+          "summarised by its mean CAS over generated tokens per (layer, head). Generations of the same item under "
+          "different conditions are not independent; treat p-values as descriptive when items are few.", ""]
+    if res["notes"]:
+        md += ["## Notes", ""] + [f"- {x}" for x in res["notes"]] + [""]
+    a = res["aggregate"]
+    md += ["## Aggregate (mean over all layers and heads)", ""]
+    if a:
+        md += [f"- mean CAS failed {_fmt(a['mean_failed'])}, successful {_fmt(a['mean_success'])}",
+               f"- difference failed − successful {_fmt(a['diff'])} (95% bootstrap CI {_fmt(a['diff_lo'])} to "
+               f"{_fmt(a['diff_hi'])}); rank-biserial {_fmt(a['rank_biserial'])} ({_fmt(a['rb_lo'])} to "
+               f"{_fmt(a['rb_hi'])}); Mann–Whitney p = {_fmt(a['p'])}", ""]
+    else:
+        md += [f"- mean CAS failed {_fmt(s['mean_cas_failed'])}, successful {_fmt(s['mean_cas_success'])} "
+               "(no test: too few generations)", ""]
+    if res["reference"]:
+        md += ["## Baseline reference (teacher-forced successful baseline output under the constrained prompt)", "",
+               "| group | n | live CAS | reference CAS | live − reference [95% CI] | Wilcoxon p |", "|---|---|---|---|---|---|"]
+        for g, v in res["reference"].items():
+            if v.get("mean_live") is not None:
+                md.append(f"| {g} | {v['n']} | {_fmt(v['mean_live'])} | {_fmt(v['mean_reference'])} | "
+                          f"{_fmt(v['diff'])} [{_fmt(v['diff_lo'])}, {_fmt(v['diff_hi'])}] | {_fmt(v.get('p_wilcoxon'))} |")
+            else:
+                md.append(f"| {g} | {v['n']} | | | too few | |")
+        md.append("")
+    if not top.empty:
+        md += ["## Heads (Mann–Whitney per layer × head, Benjamini–Hochberg across all cells)", "",
+               f"{s['n_significant_cells']} cells with BH-adjusted p < {m['alpha']}. Top 10 by p:", "",
+               "| layer | head | mean failed | mean successful | diff | rank-biserial [95% CI] | p | p (BH) |",
+               "|---|---|---|---|---|---|---|---|"]
+        for r in top.itertuples():
+            md.append(f"| {r.layer} | {r.head} | {_fmt(r.mean_failed)} | {_fmt(r.mean_success)} | {_fmt(r.diff)} | "
+                      f"{_fmt(r.rank_biserial, 2)} [{_fmt(r.rb_lo, 2)}, {_fmt(r.rb_hi, 2)}] | {_fmt(r.p)} | {_fmt(r.p_bh)} |")
+        md += ["", "Full table: `cas_cells.csv`.", ""]
+    if res["layers"]:
+        ly = sorted(res["layers"], key=lambda r: (r["p"] if r["p"] is not None else 1.0))[:5]
+        md += ["## Layers (head-averaged CAS; BH across layers), top 5 by p", "",
+               "| layer | diff [95% CI] | rank-biserial | p | p (BH) |", "|---|---|---|---|---|"]
+        md += [f"| {r['layer']} | {_fmt(r['diff'])} [{_fmt(r['diff_lo'])}, {_fmt(r['diff_hi'])}] | "
+               f"{_fmt(r['rank_biserial'], 2)} | {_fmt(r['p'])} | {_fmt(r['p_bh'])} |" for r in ly]
+        md.append("")
+    for k, ps in res.get("figures", {}).items():
+        png = [p for p in ps if p.endswith(".png")]
+        if png:
+            md += [f"![{k}]({png[0]})", ""]
+    return "\n".join(md) + "\n"
+
+
+class _SpanRows:
+    """Hook provider for one teacher-forced row: generated-token queries × span-key columns of the pattern.
+
+    Keeps only [steps, span tokens], averaged over the selected heads and layers (never full attention).
+    """
+
+    def __init__(self, parts: list[str], layers: list[int], heads: list[int], n_steps: int):
+        self.parts, self.layers, self.heads, self.n_steps = parts, layers, heads, n_steps
+        self.cols = self.out = None
+
+    def attach(self, hooks, batch) -> None:
+        import torch
+
+        self.cols = batch.span_mask(self.parts)[0].nonzero().squeeze(-1)
+        self.out = torch.zeros(self.n_steps, self.cols.numel(), device=batch.input_ids.device)
+        for l in self.layers:
+            hooks.add(f"blocks.{l}.attn.hook_pattern", self._hook)
+
+    def _hook(self, pattern, call):
+        steps = call.query_steps[0]
+        ok = steps >= 0
+        p = pattern[0, self.heads][:, ok][:, :, self.cols].float().mean(0)
+        self.out[steps[ok]] += p / len(self.layers)
+
+    def collect(self, batch, n_tokens) -> list[dict]:
+        return [{"span_rows": self.out.cpu().numpy()}]
+
+
+def _tok(tokenizer, i: int) -> str:
+    return tokenizer.decode([int(i)]).replace("\n", "\\n") or "∅"
+
+
+def token_attention(model, record: dict, span: str = "constraints", layer: int | Sequence[int] | None = None,
+                    head: int | Sequence[int] | None = None) -> pd.DataFrame:
+    """Attention of each generated token onto each token of `span` for one stored generation.
+
+    Teacher-forced pass over the record's prompt and output; values are averaged over the selected
+    layers and heads (None: all). Rows: MultiIndex (step, token); columns: MultiIndex (position, token),
+    position being the token's index in the prompt. A row's sum is that step's CAS for the span.
+    """
+    from ..models.generation import forward_teacher_forced
+
+    parts = span_parts(record, span)
+    out_ids = list(record["output_ids"])
+    if not out_ids:
+        raise InterpError(f"record {record.get('key')} has an empty output: nothing to show")
+    layers = list(range(model.n_layers)) if layer is None else [layer] if isinstance(layer, int) else list(layer)
+    heads = list(range(model.n_heads)) if head is None else [head] if isinstance(head, int) else list(head)
+    prov = _SpanRows(parts, layers, heads, len(out_ids))
+    _, _, extras = forward_teacher_forced(model.hf, model.tokenizer, [record_prompt(record)], [out_ids], [prov])
+    pos = sorted(p for n in parts for p in range(*record["spans"][n]))
+    tok = model.tokenizer
+    ids = record["prompt_ids"]
+    df = pd.DataFrame(extras[0]["span_rows"],
+                      index=pd.MultiIndex.from_arrays([np.arange(len(out_ids)), [_tok(tok, i) for i in out_ids]],
+                                                      names=["step", "token"]),
+                      columns=pd.MultiIndex.from_arrays([pos, [_tok(tok, ids[p]) for p in pos]],
+                                                        names=["position", "token"]))
+    df.attrs.update({"span": span, "layers": layers, "heads": heads, "key": record.get("key"),
+                     "success": record.get("success")})
+    return df
