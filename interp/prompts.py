@@ -41,28 +41,24 @@ class Prompt:
 
 
 def messages_from_parts(parts: Sequence[Part]) -> tuple[list[dict], dict[str, tuple[int, int, int]]]:
-    """Join parts into chat messages; return messages and, per part, (message index, char start, char end)."""
+    """Join consecutive parts of the same role into one chat message (so multi-turn chats stay turns).
+
+    Returns the messages and, per part, (message index, char start, char end) within that message.
+    """
     messages: list[dict] = []
     where: dict[str, tuple[int, int, int]] = {}
-    order = []
     for p in parts:
-        if p.role not in order:
-            order.append(p.role)
-    # system first, then user (one message per role, in first-seen order otherwise)
-    order.sort(key=lambda r: 0 if r == "system" else 1)
-    for role in order:
-        content = ""
-        for p in parts:
-            if p.role != role:
-                continue
-            if p.name in where:
-                raise InterpError(f"prompt part name {p.name!r} is used twice; part names must be unique")
-            if content and p.text:
-                content += p.sep
-            start = len(content)
-            content += p.text
-            where[p.name] = (len(messages), start, len(content))
-        messages.append({"role": role, "content": content})
+        if p.name in where:
+            raise InterpError(f"prompt part name {p.name!r} is used twice; part names must be unique")
+        if not messages or messages[-1]["role"] != p.role:
+            messages.append({"role": p.role, "content": ""})
+        content = messages[-1]["content"]
+        if content and p.text:
+            content += p.sep
+        start = len(content)
+        content += p.text
+        messages[-1]["content"] = content
+        where[p.name] = (len(messages) - 1, start, len(content))
     return messages, where
 
 

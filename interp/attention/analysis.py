@@ -118,6 +118,13 @@ def ranked_cells(cells: pd.DataFrame) -> pd.DataFrame:
     return (cells.assign(_a=-cells["diff"].abs()).sort_values(["p", "_a"], kind="stable").drop(columns="_a"))
 
 
+def salient_cells(cells: pd.DataFrame) -> pd.DataFrame:
+    """Cells to show: significant ones first, each block by the larger |difference| (a tiny p on a head that
+    barely attends the constraint is not worth a panel)."""
+    return (cells.assign(_s=~cells["significant"], _a=-cells["diff"].abs())
+            .sort_values(["_s", "_a"], kind="stable").drop(columns=["_s", "_a"]))
+
+
 def _layer_effects(pf: np.ndarray, ps: np.ndarray, alpha: float, n_boot: int, seed: int) -> pd.DataFrame:
     """Per layer: effect on the head-averaged CAS of each generation, BH-adjusted across layers."""
     rows = [dict(layer=l, **aggregate_effect(pf[:, l].mean(-1), ps[:, l].mean(-1), n_boot, seed).to_dict())
@@ -296,14 +303,14 @@ def _figures(d, res, cells, layers, per_gen, ref, grp, live, model, span, how, t
     if ref:
         vals["reference"] = np.array([ref[k].mean() for k in ref])
     if vals:
-        top = [] if cells is None else [(int(r.layer), int(r.head)) for r in ranked_cells(cells).head(3).itertuples()]
+        top = [] if cells is None else [(int(r.layer), int(r.head)) for r in salient_cells(cells).head(3).itertuples()]
         heads = {f"L{l}H{h}": {g: per_gen[g][:, l, h] for g in GROUPS if per_gen[g] is not None}
                  | ({"reference": np.array([ref[k].mean(0)[l, h] for k in ref])} if ref else {})
                  for l, h in top}
         out["distributions"] = pc.plot_distributions({"all heads": vals} | heads, fd / f"cas_distributions{sfx}",
                                                      ylabel=f"per-generation mean {unit}")
     if model is not None and cells is not None:
-        best = ranked_cells(cells).iloc[0]
+        best = salient_cells(cells).iloc[0]
         l, h = int(best["layer"]), int(best["head"])
         for g in GROUPS:
             v = sorted(grp[g], key=lambda r: len(r["output_ids"]))

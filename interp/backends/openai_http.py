@@ -62,8 +62,8 @@ class OpenAIChatBackend:
                  seed: int = 0, stop: Sequence[str] = ()) -> list[dict]:
         """Per conversation a dict: text, finish_reason, usage, key, cached. Raises InterpError on final failure.
 
-        With a cache, stored results are reused; identical requests in one call are always sent once. If one request fails
-        for good, the rest are cancelled after the in-flight ones finish (and are cached), then it raises.
+        With a cache, stored results are reused; identical requests in one call are always sent once. If one
+        request fails for good, queued ones are cancelled, in-flight ones finish (and are cached), then it raises.
         """
         params = {"max_tokens": int(max_new_tokens), "temperature": float(temperature), "seed": int(seed),
                   "stop": list(stop)}
@@ -116,8 +116,10 @@ class OpenAIChatBackend:
             retry_after = None
             try:
                 r = self._session.post(self.url, json=payload, headers=self._headers(), timeout=self.timeout)
-            except (requests.ConnectionError, requests.Timeout) as e:
+            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as e:
                 problem = f"{type(e).__name__} ({self._excerpt(str(e))})"
+            except requests.RequestException as e:
+                raise InterpError(f"cannot request {self.url}: {type(e).__name__} ({self._excerpt(str(e))})") from None
             else:
                 if r.status_code == 200:
                     try:
@@ -129,7 +131,9 @@ class OpenAIChatBackend:
                     raise InterpError(f"{self.url} failed with {problem}")
                 retry_after = _parse_retry_after(r.headers.get("Retry-After"))
             if attempt < self.max_retries:
-                delay = retry_after if retry_after is not None else self.backoff * 2 ** attempt * random.uniform(0.5, 1.5)
+                delay = retry_after
+                if delay is None:
+                    delay = self.backoff * 2 ** attempt * random.uniform(0.5, 1.5)
                 log.warning("request to %s failed (%s); retry %d/%d in %.2fs", self.url, problem, attempt + 1,
                             self.max_retries, delay)
                 time.sleep(min(delay, self.max_wait))

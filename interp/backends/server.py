@@ -59,19 +59,33 @@ class Batcher:
                 self._run(group)
 
     def _run(self, jobs: list) -> None:
+        """Generate for jobs with equal settings; a job whose prompt cannot be built fails alone."""
+        ready, prompts = [], []
+        for messages, _, fut in jobs:
+            try:
+                prompts.append(self._prompt(messages))
+                ready.append(fut)
+            except Exception as e:
+                fut.set_exception(e)
+        if not ready:
+            return
         try:
-            tok = self.model.tokenizer
-            prompts = []
-            for messages, _, _ in jobs:
-                text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-                prompts.append(Prompt(text, list(tok(text, add_special_tokens=False)["input_ids"]), {}))
             gens = generate(self.model, prompts, jobs[0][1], progress=False)
-        except Exception as e:  # reported to each waiting request as a 500
-            for *_, fut in jobs:
+        except Exception as e:  # each waiting request answers 500
+            for fut in ready:
                 fut.set_exception(e)
             return
-        for (_, _, fut), g in zip(jobs, gens):
+        for fut, g in zip(ready, gens):
             fut.set_result(g)
+
+    def _prompt(self, messages: list[dict]) -> Prompt:
+        """The chat-template prompt, tokenized as `interp.prompts.build_prompt` does (same ids as LocalGenerator)."""
+        tok = self.model.tokenizer
+        if getattr(tok, "chat_template", None):
+            text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        else:
+            text = "\n\n".join(m["content"] for m in messages)
+        return Prompt(text, list(tok(text, add_special_tokens=False)["input_ids"]), {})
 
 
 class ChatHandler(BaseHTTPRequestHandler):

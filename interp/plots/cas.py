@@ -40,7 +40,7 @@ def plot_cell_heatmap(cells: pd.DataFrame, path_stem: str | Path, units: str = "
     sig = _grid(cells, "significant").astype(float) > 0
     H, L = diff.shape
     lim = float(np.nanmax(np.abs(diff))) or 1e-9
-    fig, ax = new_figure("full", aspect=min(0.75, 0.14 + 0.05 * H * 30 / max(L, 10)))
+    fig, ax = new_figure("full", aspect=min(0.75, 0.12 + 0.035 * H * 30 / max(L, 10)))
     im = ax.imshow(diff, cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto", interpolation="nearest")
     ax.grid(False)
     hy, lx = np.nonzero(sig)
@@ -132,9 +132,14 @@ def plot_distributions(panels: dict[str, dict[str, np.ndarray]], path_stem: str 
     return save_figure(fig, path_stem)
 
 
+def _show(t: str) -> str:
+    return t if t.strip() else "␣" * max(1, len(t))
+
+
 def _labels(df: pd.DataFrame) -> tuple[list[str], list[str]]:
-    rows = [f"{t} ·{s}" for s, t in df.index]
-    cols = [f"{t} ·{p}" for p, t in df.columns]
+    """Row labels "step: token" and column labels "token (prompt position)"."""
+    rows = [f"{s}: {_show(t)}" for s, t in df.index]
+    cols = [f"{_show(t)} ({p})" for p, t in df.columns]
     return rows, cols
 
 
@@ -156,8 +161,8 @@ def plot_token_attention(df: pd.DataFrame, path_stem: str | Path, title: str | N
     ax.xaxis.tick_top()
     ax.xaxis.set_label_position("top")
     ax.tick_params(length=1.5, pad=1)
-    ax.set_xlabel(f"constraint token ·prompt position (span {df.attrs.get('span')!r})", fontsize=7)
-    ax.set_ylabel("generated token ·step", fontsize=7)
+    ax.set_xlabel(f"constraint token (prompt position), span {df.attrs.get('span')!r}", fontsize=7)
+    ax.set_ylabel("generation step: generated token", fontsize=7)
     ax.set_title(f"{_token_title(df, title)} (n = {T} tokens)", fontsize=7)
     cb = fig.colorbar(im, ax=ax, pad=0.02, fraction=0.05, shrink=min(1.0, 3.0 / height))
     cb.set_label("attention weight", fontsize=6)
@@ -174,8 +179,8 @@ def token_attention_plotly(df: pd.DataFrame, title: str | None = None):
                                colorbar=dict(title="attention weight"),
                                hovertemplate="generated %{y}<br>constraint %{x}<br>weight %{z:.4f}<extra></extra>"))
     fig.update_layout(template=plotly_template(), title=f"{_token_title(df, title)} (n = {len(rows)} tokens)",
-                      xaxis=dict(title="constraint token ·prompt position", side="top", type="category"),
-                      yaxis=dict(title="generated token ·step", autorange="reversed", type="category"),
+                      xaxis=dict(title="constraint token (prompt position)", side="top", type="category"),
+                      yaxis=dict(title="generation step: generated token", autorange="reversed", type="category"),
                       height=max(400, 16 * len(rows) + 200))
     return fig
 
