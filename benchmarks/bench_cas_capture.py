@@ -247,8 +247,8 @@ def main() -> None:
             mem = {v: res["memory"][f"{v}@{bs}"] for v in VARIANTS}
             for x, y, g in (("ours+cas", "ours", 1.05), ("ours+cas", "hf", None), ("naive", "ours", None)):
                 r[f"peak_rss {x}/{y}"] = {"ratio": mem[x]["peak_rss_mb"] / mem[y]["peak_rss_mb"], "goal": g}
-                r[f"peak_delta {x}/{y}"] = {"ratio": mem[x]["peak_delta_mb"] / max(mem[y]["peak_delta_mb"], 1e-9),
-                                            "goal": None}
+                den = mem[y]["peak_delta_mb"]
+                r[f"peak_delta {x}/{y}"] = {"ratio": mem[x]["peak_delta_mb"] / den if den >= 1 else None, "goal": None}
         res["ratios"][str(bs)] = r
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(res, indent=2))
@@ -269,6 +269,9 @@ def print_table(res: dict, batch_sizes) -> None:
         print(f"\nratios at batch {bs}:")
         for name, r in res["ratios"][str(bs)].items():
             val = r.get("median", r.get("ratio"))
+            if val is None:
+                print(f"  {name:<28}    n/a (denominator < 1 MB)")
+                continue
             extra = f" (min-based {r['min']:.3f})" if "min" in r else ""
             goal = f"  goal <= {r['goal']:.2f} {'OK' if val <= r['goal'] else 'MISSED'}" if r["goal"] else ""
             print(f"  {name:<28}{val:>7.3f}{extra}{goal}")

@@ -88,7 +88,7 @@ def teacher_forced_cached(run_dir: str | Path, model, jobs: Sequence[tuple[str, 
     return done
 
 
-def _span_array(root: Path, rel: str, record: dict, span: str, how: str, control: str | None) -> np.ndarray | None:
+def _span_array(root: Path, rel: str, span: str, how: str, control: str | None) -> np.ndarray | None:
     """[steps, layers, heads] CAS of `span` from one stored file (None if the span is absent or empty output)."""
     cas, spans, span_len = read_cas(root, rel)
     if span not in spans or cas.shape[0] == 0:
@@ -146,6 +146,17 @@ def _paired(live: np.ndarray, ref: np.ndarray, n_boot: int, seed: int) -> dict:
             "diff": diff, "diff_lo": lo, "diff_hi": hi, "p_wilcoxon": p}
 
 
+def _by(recs: list[dict], field: str) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for r in recs:
+        out.setdefault(str(r.get(field)), []).append(r)
+    return dict(sorted(out.items()))
+
+
+def _mean(x) -> float | None:
+    return float(np.mean(x)) if len(x) else None
+
+
 def _curve(arrs: list[np.ndarray], n_bins: int) -> dict | None:
     if not arrs:
         return None
@@ -190,37 +201,27 @@ def cas_report(run_dir: str | Path, span: str = "constraints", normalisation: st
     if model is None:
         reference = False
 
-    live: dict[str, np.ndarray] = {}
-    for r in recs:
-        a = _span_array(d, r["cas_file"], r, span, normalisation, control)
-        if a is not None:
-            live[r["key"]] = a
-    skipped = len(recs) - len(live)
-    if skipped:
-        notes.append(f"{skipped} generations left out: span {span!r} absent or empty output")
+    def arr(root, rel, how=normalisation, ctl=control):
+        return _span_array(root, rel, span, how, ctl)
+
+    live = {r["key"]: a for r in recs if (a := arr(d, r["cas_file"])) is not None}
+    if len(live) < len(recs):
+        notes.append(f"{len(recs) - len(live)} generations left out: span {span!r} absent or empty output")
     recs = [r for r in recs if r["key"] in live]
     tf_check = None
     if teacher_forced and recs:
         files = teacher_forced_cached(d, model, [(f"tf_{r['key']}", r, r["output_ids"]) for r in recs])
-        tf = {r["key"]: _span_array(d / TF_DIR, files[f"tf_{r['key']}"], r, span, normalisation, control)
-              for r in recs}
-        raw_diff = [np.abs(_span_array(d / TF_DIR, files[f"tf_{r['key']}"], r, span, "raw", None)
-                           - _span_array(d, r["cas_file"], r, span, "raw", None)).max() for r in recs]
-        tf_check = float(np.max(raw_diff))
+        tf_check = max(float(np.abs(arr(d / TF_DIR, files[f"tf_{r['key']}"], "raw", None)
+                                    - arr(d, r["cas_file"], "raw", None)).max()) for r in recs)
         notes.append(f"teacher-forced CAS used; max |teacher-forced - live| raw CAS = {tf_check:.2e} "
                      "(files store float16, so ~1e-3 is agreement)")
-        live = tf
+        live = {r["key"]: arr(d / TF_DIR, files[f"tf_{r['key']}"]) for r in recs}
     ref: dict[str, np.ndarray] = {}
     if reference and recs:
-        jobs = [(f"ref_{r['key']}", r, base[r["baseline_key"]]["output_ids"]) for r in recs
-                if r.get("baseline_key") in base]
-        files = teacher_forced_cached(d, model, jobs)
-        for r in recs:
-            name = f"ref_{r['key']}"
-            if name in files:
-                a = _span_array(d / TF_DIR, files[name], r, span, normalisation, control)
-                if a is not None:
-                    ref[r["key"]] = a
+        files = teacher_forced_cached(d, model, [(f"ref_{r['key']}", r, base[r["baseline_key"]]["output_ids"])
+                                                 for r in recs if r.get("baseline_key") in base])
+        ref = {r["key"]: a for r in recs if f"ref_{r['key']}" in files
+               and (a := arr(d / TF_DIR, files[f"ref_{r['key']}"])) is not None}
 
     grp = {g: [r for r in recs if bool(r["success"]) == (g == "success")] for g in GROUPS}
     n = {g: len(v) for g, v in grp.items()}
@@ -237,7 +238,7 @@ def cas_report(run_dir: str | Path, span: str = "constraints", normalisation: st
     cells = layers = effect = None
     if enough:
         cells = mann_whitney_by_cell(per_gen["failed"], per_gen["success"], alpha=alpha, n_boot=n_boot, seed=seed)
-        effect = aggregate_effect(agg["failed"], agg["success"], n_boot=max(n_boot, 1), seed=seed)
+        effect = aggregate_effect(agg["failed"], agg["success"], n_boot=n_boot, seed=seed)
         layers = _layer_effects(per_gen["failed"], per_gen["success"], alpha, n_boot, seed)
         cells.to_csv(d / "cas_cells.csv", index=False)
     else:
@@ -253,7 +254,12 @@ def cas_report(run_dir: str | Path, span: str = "constraints", normalisation: st
         ks = [r["key"] for r in v if r["key"] in ref]
         ref_summary[g] = _paired(np.array([live[k].mean() for k in ks]), np.array([ref[k].mean() for k in ks]),
                                  n_boot, seed)
+    by_ctype = [{"ctype": t, **{f"n_{g}": sum(r["success"] == (g == "success") for r in rs) for g in GROUPS},
+                 **{f"mean_cas_{g}": _mean([live[r["key"]].mean() for r in rs if r["success"] == (g == "success")])
+                    for g in GROUPS}}
+                for t, rs in _by(recs, "ctype").items()]
     res.update({
+        "by_ctype": by_ctype,
         "summary": {"n_failed": n["failed"], "n_success": n["success"],
                     "mean_cas_failed": float(agg["failed"].mean()) if n["failed"] else None,
                     "mean_cas_success": float(agg["success"].mean()) if n["success"] else None,
@@ -362,6 +368,12 @@ def _markdown(res: dict, top: pd.DataFrame) -> str:
             else:
                 md.append(f"| {g} | {v['n']} | | | too few | |")
         md.append("")
+    if res["by_ctype"]:
+        md += ["## By constraint type (mean CAS over all layers and heads)", "",
+               "CAS depends strongly on what the constraint says; compare failed with successful within a type.", "",
+               "| type | n failed | n successful | mean CAS failed | mean CAS successful |", "|---|---|---|---|---|"]
+        md += [f"| {r['ctype']} | {r['n_failed']} | {r['n_success']} | {_fmt(r['mean_cas_failed'])} | "
+               f"{_fmt(r['mean_cas_success'])} |" for r in res["by_ctype"]] + [""]
     if not top.empty:
         md += ["## Heads (Mann–Whitney per layer × head, Benjamini–Hochberg across all cells)", "",
                f"{s['n_significant_cells']} cells with BH-adjusted p < {m['alpha']}. Top 10 by p:", "",

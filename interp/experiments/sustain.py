@@ -293,6 +293,9 @@ class SustainRun:
         base = self.run_baseline()
         n_succ = len(self.baseline_successes())
         self.log(f"baseline: {n_succ}/{len({r['item_id'] for r in base})} items solved")
+        if n_succ == 0 and self.shard:
+            self.log("no baseline successes in this shard; nothing more to run")
+            return None
         if n_succ == 0:
             raise InterpError(f"no baseline successes for {self.cfg.task} with {self.cfg.model} on "
                               f"{len(base)} runs: SustainScore is undefined; use more items or an easier task")
