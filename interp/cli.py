@@ -195,6 +195,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def markdown_reference() -> str:
+    """The CLI reference section of the README, generated from the parser (a test keeps them in sync)."""
+    p = build_parser()
+    sub = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))
+    lines = []
+    for choice in sub._choices_actions:
+        lines.append(f"- `interp {choice.dest}`: {choice.help}")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:

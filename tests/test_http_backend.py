@@ -247,3 +247,22 @@ def test_transformers_serve_matches_local(local_texts):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_sustain_pipeline_runs_on_http_backend(servers, model, tmp_path, monkeypatch):
+    """SustainScore runs fully over HTTP (generation + constraints); outputs equal the local hooked run's."""
+    from interp.experiments import SustainConfig, SustainRun
+
+    monkeypatch.setenv(KEY_ENV, KEY)
+    tiny = dict(task="smoke_arith", n_items=4, max_new_tokens=24, k_values=[], controls=["rerun"], capture_cas=False)
+    local = SustainRun(SustainConfig(**tiny), tmp_path / "local", model=model, progress=False, log=lambda s: None)
+    local.run(report=False)
+    cfg = SustainConfig(**tiny, backend=servers["ok"].url, backend_model=MODEL, backend_api_key_env=KEY_ENV)
+    http = SustainRun(cfg, tmp_path / "http", progress=False, log=lambda s: None)
+    http.run()
+    assert http.model is None, "the HTTP run must not load the local model"
+    for stage in ("baseline", "constrained"):
+        a = {(r["item_id"], r.get("condition")): r["output_text"] for r in local.records(stage)}
+        b = {(r["item_id"], r.get("condition")): r["output_text"] for r in http.records(stage)}
+        assert a == b, stage
+    assert (tmp_path / "http" / "report.md").is_file()

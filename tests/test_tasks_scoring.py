@@ -258,23 +258,25 @@ def test_smoke_capital_qa_scoring():
 
 
 SMOKE_CODE_SOLUTIONS = {
-    "add": "return a + b", "subtract": "return a - b", "multiply": "return a * b", "square": "return n * n",
-    "double": "return 2 * n", "is_even": "return n % 2 == 0", "is_positive": "return n > 0",
-    "max_of_two": "return max(a, b)", "min_of_list": "return min(xs)", "sum_list": "return sum(xs)",
-    "count_items": "return len(xs)", "first_element": "return xs[0]", "last_element": "return xs[-1]",
-    "reverse_string": "return s[::-1]", "string_length": "return len(s)", "to_upper": "return s.upper()",
-    "concat": "return a + b", "repeat_string": "return s * n", "absolute": "return abs(n)",
-    "is_empty": "return len(xs) == 0", "contains": "return x in xs", "average": "return sum(xs) / len(xs)",
-    "count_vowels": "return sum(c in 'aeiou' for c in s)",
+    "add": "return a + b", "subtract": "return a - b", "square": "return n * n", "is_even": "return n % 2 == 0",
+    "is_positive": "return n > 0", "max_of_two": "return max(a, b)", "min_of_list": "return min(xs)",
+    "sum_list": "return sum(xs)", "count_items": "return len(xs)", "first_element": "return xs[0]",
+    "last_element": "return xs[-1]", "reverse_string": "return s[::-1]", "concat": "return a + b",
+    "repeat_string": "return s * n", "is_empty": "return len(xs) == 0", "contains": "return x in xs",
+    "average": "return sum(xs) / len(xs)", "count_vowels": "return sum(c in 'aeiou' for c in s)",
     "factorial": "import math\n    return math.factorial(n)", "is_palindrome": "return s == s[::-1]",
-    "count_char": "return s.count(c)", "clamp": "return max(lo, min(x, hi))", "remove_spaces": "return s.replace(' ', '')",
+    "count_char": "return s.count(c)", "clamp": "return max(lo, min(x, hi))",
+    "is_prime": "return n > 1 and all(n % d for d in range(2, int(n ** 0.5) + 1))",
+    "fibonacci": "a, b = 0, 1\n    for _ in range(n):\n        a, b = b, a + b\n    return a",
+    "second_largest": "return sorted(set(xs))[-2]", "word_count": "return len(s.split())",
+    "digit_sum": "return sum(int(d) for d in str(n))",
 }
 
 
 def test_smoke_code_reference_solutions_pass_and_wrong_ones_fail():
     task = get_task("smoke_code")
     items = task.items()
-    assert {i.target["entry_point"] for i in items} <= set(SMOKE_CODE_SOLUTIONS)
+    assert {i.target["entry_point"] for i in items} == set(SMOKE_CODE_SOLUTIONS)
     good = [f"```python\n{i.target['signature']}\n    {SMOKE_CODE_SOLUTIONS[i.target['entry_point']]}\n```"
             for i in items]
     wrong = [f"```python\n{i.target['signature']}\n    return None\n```" for i in items]

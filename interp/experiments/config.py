@@ -33,6 +33,10 @@ class SustainConfig:
     capture_cas: bool = True
     dtype: str = "auto"
     device: str = "auto"
+    backend: str = "local"
+    backend_model: str = ""
+    backend_concurrency: int = 8
+    backend_api_key_env: str = "OPENAI_API_KEY"
 
     @property
     def model_label(self) -> str:
@@ -45,6 +49,8 @@ class SustainConfig:
         d = self.to_dict()
         d.pop("batch_size")
         d.pop("device")
+        d.pop("backend_concurrency")
+        d.pop("backend_api_key_env")
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
     @classmethod

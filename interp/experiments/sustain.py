@@ -99,7 +99,9 @@ class SustainRun:
     def extractor(self):
         if self._extractor is None and self.cfg.soft:
             spec = self.cfg.extractor
-            if spec == "self":
+            if spec == "self" and self.http is not None:
+                self._extractor = self.http
+            elif spec == "self":
                 from ..backends.local import LocalGenerator
 
                 self._extractor = LocalGenerator(self._model())
@@ -114,6 +116,50 @@ class SustainRun:
 
                 self._extractor = LocalGenerator(load_model(spec))
         return self._extractor
+
+    @property
+    def http(self):
+        """The OpenAI-compatible backend when `cfg.backend` is a URL (generation without hooks), else None."""
+        if self.cfg.backend == "local":
+            return None
+        if getattr(self, "_http", None) is None:
+            from ..backends.openai_http import OpenAIChatBackend
+
+            self._http = OpenAIChatBackend(self.cfg.backend, model=self.cfg.backend_model or self.cfg.model,
+                                           api_key_env=self.cfg.backend_api_key_env,
+                                           max_concurrency=self.cfg.backend_concurrency,
+                                           cache_path=self.dir / "http_cache.jsonl")
+        return self._http
+
+    def tokenizer(self):
+        if self.model is not None:
+            return self.model.tokenizer
+        if getattr(self, "_tok", None) is None:
+            from ..models.loading import load_tokenizer
+
+            self._tok = load_tokenizer(self.cfg.model)
+        return self._tok
+
+    def _generate(self, js: list[dict], cfg: GenConfig):
+        """Generations for one batch of jobs: hooked local model (with CAS) or the HTTP backend."""
+        from ..models.generation import Generation
+        from ..prompts import messages_from_parts
+
+        if self.http is None:
+            model = self._model()
+            prompts = [build_prompt(model.tokenizer, j["parts"]) for j in js]
+            providers = (lambda b: [CASCapture(model.n_layers, model.n_heads, cfg.max_new_tokens)]) \
+                if self.cfg.capture_cas else None
+            return generate(model, prompts, cfg, providers_for_batch=providers, progress=False,
+                            row_keys=[j["key"] for j in js])
+        tok = self.tokenizer()
+        prompts = [build_prompt(tok, j["parts"]) for j in js]
+        outs = self.http.generate([messages_from_parts(j["parts"])[0] for j in js], max_new_tokens=cfg.max_new_tokens,
+                                  temperature=cfg.temperature, seed=cfg.seed)
+        reasons = {"stop": "eos", "length": "length"}
+        return [Generation(p, o["text"], tok(o["text"], add_special_tokens=False)["input_ids"],
+                           reasons.get(o.get("finish_reason"), o.get("finish_reason") or "eos"))
+                for p, o in zip(prompts, outs)]
 
     def items(self) -> list[Item]:
         items = self.task.items(self.cfg.n_items, self.cfg.offset)
@@ -138,7 +184,6 @@ class SustainRun:
         pending = [j for j in jobs if j["key"] not in self.stores[stage]]
         if not pending:
             return
-        model = self._model()
         pending.sort(key=lambda j: (j["seed"], j["key"]))
         bs = self.cfg.batch_size
         bar = tqdm(total=len(pending), desc=stage, disable=not self.progress)
@@ -148,12 +193,7 @@ class SustainRun:
             for j in chunk:
                 by_seed.setdefault(j["seed"], []).append(j)
             for seed, js in by_seed.items():
-                cfg = self.gen_config(seed)
-                prompts = [build_prompt(model.tokenizer, j["parts"]) for j in js]
-                providers = (lambda b: [CASCapture(model.n_layers, model.n_heads, cfg.max_new_tokens)]) \
-                    if self.cfg.capture_cas else None
-                gens = generate(model, prompts, cfg, providers_for_batch=providers, progress=False,
-                                row_keys=[j["key"] for j in js])
+                gens = self._generate(js, self.gen_config(seed))
                 items = [j["item"] for j in js]
                 outs = [g.output_text for g in gens]
                 scores = self.task.score_many(items, outs)
@@ -171,7 +211,7 @@ class SustainRun:
         item: Item = job["item"]
         rec = {
             "key": job["key"], "stage": stage, "model": self.cfg.model, "model_label": self.cfg.model_label,
-            "model_revision": getattr(self._model(), "revision", ""), "task": self.cfg.task,
+            "model_revision": self.cfg.backend if self.http else getattr(self._model(), "revision", ""), "task": self.cfg.task,
             "domain": self.task.domain, "item_id": item.id, "seed": job["seed"],
             "prompt_text": g.prompt.text, "spans": {k: list(v) for k, v in g.prompt.spans.items()},
             "prompt_ids": g.prompt.input_ids, "output_text": g.output_text, "output_ids": g.output_ids,
@@ -251,7 +291,7 @@ class SustainRun:
         singles = [c for c in conds if c.kind == "single"]
         if "neutral" in self.cfg.controls and singles:
             ref = singles[_seed_of(item.id, "neutral") % len(singles)].constraints[0]
-            text = neutral_control(ref.text, self._model().tokenizer, seed=_seed_of(item.id))
+            text = neutral_control(ref.text, self.tokenizer(), seed=_seed_of(item.id))
             conds.append(Condition("control:neutral", "control", "neutral", "control", [], insert_texts=[text]))
         if "paraphrase" in self.cfg.controls:
             conds.append(Condition("control:paraphrase", "control", "paraphrase", "control", [],

@@ -164,6 +164,26 @@ def _convert_gguf(path: Path) -> Path:
     return target
 
 
+def load_tokenizer(spec: str | None = DEFAULT_MODEL):
+    """Only the tokenizer of `spec` (for span bookkeeping when generation runs on an HTTP backend)."""
+    from transformers import AutoTokenizer
+
+    spec = spec or DEFAULT_MODEL
+    if spec in DEFAULT_ALIASES:
+        folder = _convert_gguf(embedded_gguf_path())
+    elif spec.endswith(".gguf"):
+        folder = _convert_gguf(Path(spec).expanduser())
+    else:
+        folder = Path(spec).expanduser() if Path(spec).expanduser().exists() else spec
+        if isinstance(folder, str):
+            _check_hub(spec, None)
+    tok = AutoTokenizer.from_pretrained(str(folder))
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    return tok
+
+
 def _check_hub(name: str, revision: str | None) -> None:
     """Fail fast (no 30 s of retries) when a hub model is neither cached nor reachable."""
     import socket
@@ -193,6 +213,9 @@ def load_model(spec: str | None = DEFAULT_MODEL, dtype: str | torch.dtype | None
     """
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
     t0 = time.perf_counter()
     spec = spec or DEFAULT_MODEL
     dev = _resolve_device(device)

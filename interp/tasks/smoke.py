@@ -129,9 +129,7 @@ class SmokeCapitalQA(_Generated):
 _CODE_SPECS = [
     ("add", "a, b", "returns the sum of a and b", ["add(2, 3) == 5", "add(-1, 1) == 0", "add(10, 5) == 15"]),
     ("subtract", "a, b", "returns a minus b", ["subtract(5, 3) == 2", "subtract(0, 4) == -4"]),
-    ("multiply", "a, b", "returns the product of a and b", ["multiply(3, 4) == 12", "multiply(0, 9) == 0"]),
     ("square", "n", "returns n squared", ["square(3) == 9", "square(-2) == 4", "square(0) == 0"]),
-    ("double", "n", "returns n times two", ["double(4) == 8", "double(-3) == -6"]),
     ("is_even", "n", "returns True if n is even and False otherwise",
      ["is_even(4) is True", "is_even(7) is False", "is_even(0) is True"]),
     ("is_positive", "n", "returns True if n is greater than zero, else False",
@@ -149,14 +147,10 @@ _CODE_SPECS = [
      ["last_element([4, 5, 6]) == 6", "last_element(['a']) == 'a'"]),
     ("reverse_string", "s", "returns the string s reversed",
      ["reverse_string('abc') == 'cba'", "reverse_string('') == ''"]),
-    ("string_length", "s", "returns the number of characters in the string s",
-     ["string_length('hello') == 5", "string_length('') == 0"]),
-    ("to_upper", "s", "returns the string s in upper case", ["to_upper('abc') == 'ABC'", "to_upper('Hi!') == 'HI!'"]),
     ("concat", "a, b", "returns the two strings a and b joined together",
      ["concat('ab', 'cd') == 'abcd'", "concat('', 'x') == 'x'"]),
     ("repeat_string", "s, n", "returns the string s repeated n times",
      ["repeat_string('ab', 3) == 'ababab'", "repeat_string('x', 0) == ''"]),
-    ("absolute", "n", "returns the absolute value of n", ["absolute(-4) == 4", "absolute(3) == 3"]),
     ("is_empty", "xs", "returns True if the list xs is empty, else False",
      ["is_empty([]) is True", "is_empty([1]) is False"]),
     ("contains", "xs, x", "returns True if x is in the list xs, else False",
@@ -173,17 +167,25 @@ _CODE_SPECS = [
      ["count_char('banana', 'a') == 3", "count_char('xyz', 'a') == 0"]),
     ("clamp", "x, lo, hi", "returns x limited to the range from lo to hi",
      ["clamp(5, 0, 10) == 5", "clamp(-3, 0, 10) == 0", "clamp(42, 0, 10) == 10"]),
-    ("remove_spaces", "s", "returns the string s with all spaces removed",
-     ["remove_spaces('a b  c') == 'abc'", "remove_spaces('abc') == 'abc'"]),
+    ("is_prime", "n", "returns True if the integer n is a prime number, else False",
+     ["is_prime(2) is True", "is_prime(13) is True", "is_prime(1) is False", "is_prime(15) is False"]),
+    ("fibonacci", "n", "returns the n-th Fibonacci number, where fibonacci(0) is 0 and fibonacci(1) is 1",
+     ["fibonacci(0) == 0", "fibonacci(1) == 1", "fibonacci(7) == 13"]),
+    ("second_largest", "xs", "returns the second largest distinct number in the list xs",
+     ["second_largest([1, 5, 3]) == 3", "second_largest([4, 4, 2]) == 2"]),
+    ("word_count", "s", "returns the number of words in the sentence s",
+     ["word_count('the cat sat') == 3", "word_count('hello') == 1", "word_count('') == 0"]),
+    ("digit_sum", "n", "returns the sum of the decimal digits of the non-negative integer n",
+     ["digit_sum(123) == 6", "digit_sum(0) == 0", "digit_sum(909) == 18"]),
 ]
 
 
 @register_task("smoke_code")
 class SmokeCode(CodeTask):
-    """Tiny Python functions described in one sentence, checked by asserts in the sandbox (28 items)."""
+    """Tiny Python functions described in one sentence, checked by asserts in the sandbox (27 items)."""
 
     max_new_tokens = 128
-    description = "smoke: tiny Python functions with asserts, run in the sandbox (28 items)"
+    description = "smoke: tiny Python functions with asserts, run in the sandbox (27 items)"
     format_instruction = "Write the function in one ```python code block."
 
     def __init__(self, n: int | None = None, timeout_s: float = 5.0, max_workers: int | None = None):
