@@ -19,10 +19,14 @@ def _add_sustain_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-new-tokens", type=int, help="generation budget (default: the task's)")
     p.add_argument("--temperature", type=float, help="0 = greedy (default)")
     p.add_argument("--seeds", type=int, nargs="+", help="sampling seeds")
-    p.add_argument("--batch-size", type=int, help="generation batch size")
+    p.add_argument("--batch-size", type=int, help="generation batch size (0 = as large as free GPU memory allows)")
     p.add_argument("--k-values", type=int, nargs="+", help="constraint-set sizes K>1 for the scaling curve")
     p.add_argument("--soft", action="store_true", default=None, help="also derive soft constraints with an extractor")
     p.add_argument("--extractor", help="'self', a model spec, or an OpenAI-compatible URL 'http://host:port/v1#model'")
+    p.add_argument("--backend", help="generate on an OpenAI-compatible server, e.g. http://localhost:8000/v1 (vLLM)")
+    p.add_argument("--backend-model", help="model name the server serves (default: --model)")
+    p.add_argument("--dtype", help="float32 | bfloat16 | float16 | auto")
+    p.add_argument("--device", help="cpu | cuda | auto (several GPUs: the model is sharded with device_map=auto)")
     p.add_argument("--no-cas", action="store_true", help="do not capture Constraint Attention Scores")
     p.add_argument("--shard", help="run shard i of n, written as i/n")
     p.add_argument("--out", help="run directory (default runs/<task>-<model>-<confighash>)")
@@ -35,7 +39,8 @@ def _sustain_config(a):
     for flag, key in (("model", "model"), ("task", "task"), ("n_items", "n_items"), ("offset", "offset"),
                       ("max_new_tokens", "max_new_tokens"), ("temperature", "temperature"), ("seeds", "seeds"),
                       ("batch_size", "batch_size"), ("k_values", "k_values"), ("soft", "soft"),
-                      ("extractor", "extractor")):
+                      ("extractor", "extractor"), ("backend", "backend"), ("backend_model", "backend_model"),
+                      ("dtype", "dtype"), ("device", "device")):
         v = getattr(a, flag, None)
         if v is not None:
             d[key] = v

@@ -75,12 +75,13 @@ class CASCapture:
             hooks.add(f"blocks.{l}.attn.hook_pattern", self._hook)
 
     def _hook(self, pattern: torch.Tensor, call: AttnCall):
-        masks = self._masks
+        masks = self._masks if self._masks.device == pattern.device else self._masks.to(pattern.device)
         K = call.kv_len
         P = masks.shape[-1]
         m = masks[..., :K] if K <= P else torch.nn.functional.pad(masks, (0, K - P))
         vals = torch.einsum("bhrk,bsk->brsh", pattern.float(), m)
-        steps = call.query_steps
+        vals = vals.to(self._out.device)
+        steps = call.query_steps.to(self._out.device)
         valid = (steps >= 0) & (steps < self.max_steps)
         if bool(valid.all()) and steps.shape[1] == 1:
             self._out[:, steps[0, 0], call.layer] = vals[:, 0]

@@ -185,7 +185,7 @@ class SustainRun:
         if not pending:
             return
         pending.sort(key=lambda j: (j["seed"], j["key"]))
-        bs = self.cfg.batch_size
+        bs = self.cfg.batch_size or 64
         bar = tqdm(total=len(pending), desc=stage, disable=not self.progress)
         for s in range(0, len(pending), bs):
             chunk = pending[s: s + bs]

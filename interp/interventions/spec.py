@@ -186,9 +186,11 @@ class InterventionProvider:
             if 2 in ops:
                 hooks.add(f"blocks.{l}.attn.hook_v", self._v_hook)
 
-    def _select(self, slot, call: AttnCall, K: int):
+    def _select(self, slot, call: AttnCall, K: int, device=None):
         """[B, H, R, K] bool of the score entries a slot acts on in this call."""
-        steps = call.query_steps
+        if device is not None and slot["keys"].device != device:
+            slot = {k: v.to(device) for k, v in slot.items()}
+        steps = call.query_steps.to(slot["keys"].device)
         act = ((steps >= slot["lo"][:, None]) & (steps < slot["hi"][:, None])) | ((steps < 0) & slot["pre"][:, None])
         keys = slot["keys"]
         P = keys.shape[1]
@@ -198,27 +200,28 @@ class InterventionProvider:
 
     def _scores_hook(self, scores: torch.Tensor, call: AttnCall):
         for slot in self._slots:
-            sel = self._select(slot, call, scores.shape[-1])
-            knock = sel & (slot["op"] == 0)[:, None, None, None]
-            scale = sel & (slot["op"] == 1)[:, None, None, None]
+            sel = self._select(slot, call, scores.shape[-1], scores.device)
+            op = slot["op"].to(scores.device)
+            knock = sel & (op == 0)[:, None, None, None]
+            scale = sel & (op == 1)[:, None, None, None]
             if bool(scale.any()):
-                scores = scores + scale * slot["logalpha"].to(scores.dtype)[:, None, None, None]
+                scores = scores + scale * slot["logalpha"].to(scores.device, scores.dtype)[:, None, None, None]
             if bool(knock.any()):
                 scores = scores.masked_fill(knock, torch.finfo(scores.dtype).min)
         return scores
 
     def _v_hook(self, v: torch.Tensor, call: AttnCall):
         for slot in self._slots:
-            is_mean = slot["op"] == 2
+            is_mean = slot["op"].to(v.device) == 2
             if not bool(is_mean.any()):
                 continue
-            sel = self._select(slot, call, v.shape[2]).any(2)  # [B, H, K]: active for any row in this call
+            sel = self._select(slot, call, v.shape[2], v.device).any(2)  # [B, H, K]: active for any row in this call
             sel = sel & is_mean[:, None, None]
             if not bool(sel.any()):
                 continue
             P = self._prompt_mask.shape[1]
             prompt_keys = torch.zeros(v.shape[0], v.shape[2], dtype=torch.bool, device=v.device)
-            prompt_keys[:, :P] = self._prompt_mask
+            prompt_keys[:, :P] = self._prompt_mask.to(v.device)
             mean = (v * prompt_keys[:, None, :, None]).sum(2, keepdim=True) / prompt_keys.sum(1).clamp(min=1)[:, None, None, None]
             v = torch.where(sel[..., None], mean.expand_as(v), v)
         return v

@@ -26,7 +26,7 @@ class GenConfig:
     top_p: float = 1.0
     seed: int = 0
     stop: tuple[str, ...] = ()
-    batch_size: int = 8
+    batch_size: int = 8  # 0 = choose from free GPU memory (auto_batch_size)
 
     def key_dict(self) -> dict:
         d = asdict(self)
@@ -87,6 +87,24 @@ class Generation:
     output_ids: list[int]
     finish_reason: str  # "eos" | "stop" | "length"
     extras: dict = field(default_factory=dict)
+
+
+def auto_batch_size(model, prompt_len: int, max_new_tokens: int, default: int = 8, budget: float = 0.5) -> int:
+    """Largest batch whose KV cache (plus eager attention rows) fits in `budget` of free GPU memory.
+
+    On CPU returns `default`. Counts 2 (K and V) x layers x KV heads x head dim per token and sequence.
+    """
+    dev = next(model.hf.parameters()).device
+    if dev.type != "cuda":
+        return default
+    free, _ = torch.cuda.mem_get_info(dev)
+    cfg = model.config
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    dtype_bytes = next(model.hf.parameters()).element_size()
+    total = prompt_len + max_new_tokens
+    per_seq = 2 * model.n_layers * model.n_kv_heads * head_dim * dtype_bytes * total
+    per_seq += model.n_heads * total * 4 * 4 + cfg.vocab_size * 4
+    return max(1, min(256, int(free * budget // per_seq)))
 
 
 def make_batch(tokenizer, prompts: Sequence[Prompt], device) -> Batch:
@@ -265,8 +283,10 @@ def generate(model, prompts: Sequence[Prompt], cfg: GenConfig | None = None,
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i].input_ids))
     results: list[Generation | None] = [None] * len(prompts)
     bar = tqdm(total=len(prompts), desc="generate", disable=not progress, leave=False)
-    for s in range(0, len(order), cfg.batch_size):
-        idx = order[s: s + cfg.batch_size]
+    bs = cfg.batch_size if cfg.batch_size > 0 else auto_batch_size(
+        model, max(len(p.input_ids) for p in prompts), cfg.max_new_tokens)
+    for s in range(0, len(order), bs):
+        idx = order[s: s + bs]
         batch = make_batch(model.tokenizer, [prompts[i] for i in idx], model.device)
         batch.row_keys = [row_keys[i] for i in idx] if row_keys else []
         batch.extras = [row_extras[i] for i in idx] if row_extras else [{} for _ in idx]

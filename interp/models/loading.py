@@ -252,6 +252,8 @@ def load_model(spec: str | None = DEFAULT_MODEL, dtype: str | torch.dtype | None
             f"architecture {cfg.model_type!r} of {spec!r} is not supported for hooked attention; supported: "
             f"{', '.join(sorted(SUPPORTED_MODEL_TYPES))}")
     kwargs: dict[str, Any] = {"dtype": torch_dtype, "revision": revision}
+    if device_map is None and dev == "cuda" and torch.cuda.device_count() > 1:
+        device_map = "auto"  # shard a big model over all visible GPUs (accelerate)
     if device_map is not None:
         kwargs["device_map"] = device_map
     try:
