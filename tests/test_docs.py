@@ -1,0 +1,27 @@
+"""README stays in sync with the CLI: the reference is generated from the parser, documented commands exist."""
+import re
+from pathlib import Path
+
+from interp.cli import build_parser, markdown_reference
+
+README = (Path(__file__).parents[1] / "README.md").read_text()
+
+
+def test_cli_reference_matches_parser():
+    assert markdown_reference() in README
+
+
+def test_every_documented_command_exists():
+    sub = next(a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction")
+    documented = set(re.findall(r"`interp ([a-z]+)", README)) | set(re.findall(r"^interp ([a-z]+)", README, re.M))
+    assert documented, "README documents no commands"
+    assert documented <= set(sub.choices), documented - set(sub.choices)
+
+
+def test_two_commands_open_the_readme():
+    block = README.split("```bash", 1)[1].split("```", 1)[0]
+    cmds = [l.split("#")[0].strip() for l in block.strip().splitlines() if l.strip()]
+    assert cmds == ["bash scripts/main.sh", "bash scripts/test.sh"]
+    root = Path(__file__).parents[1]
+    assert "bash scripts/test.sh" in (root / ".ci" / "run").read_text()
+    assert all((root / c.split()[1]).is_file() for c in cmds)
