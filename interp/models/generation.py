@@ -208,7 +208,7 @@ def generate_batch(model, tokenizer, batch: Batch, cfg: GenConfig,
                         done[b] = True
             if bool(done.all()):
                 break
-            attn = torch.cat([attn, (~done).long().unsqueeze(-1) | attn.new_ones(B, 1)], dim=-1)
+            attn = torch.cat([attn, attn.new_ones(B, 1)], dim=-1)
             cur_pos = cur_pos[:, -1:] + 1
             inp = nxt.unsqueeze(-1)
             steps = torch.full((B, 1), step + 1, dtype=torch.long, device=device)

@@ -64,7 +64,7 @@ class AttentionHooks:
         return self
 
     def fns(self, layer: int, kind: str) -> list[HookFn]:
-        return self._fns[layer].get(kind, []) + self._fns["*"].get(kind, []) if (layer in self._fns or "*" in self._fns) else []
+        return self._fns.get(layer, {}).get(kind, []) + self._fns.get("*", {}).get(kind, [])
 
     def has_layer(self, layer: int) -> bool:
         return layer in self._fns or "*" in self._fns
