@@ -25,7 +25,7 @@ def run(ctx: Context) -> None:
     df = pd.DataFrame(rows)
     ctx.table(df, "sustain_by_model_domain")
     if len(df):
-        bars = df.assign(model=df["model"] + " · " + df["domain"])
+        bars = df.assign(model=df["model"] + "\n" + df["domain"])
         ctx.figure(plot_model_comparison(bars, ctx.path("sustain_by_model_domain")))
 
 

@@ -10,7 +10,9 @@ min_new_tokens):
   naive     HF generate(output_attentions=True, return_dict_in_generate=True) on an eager instance,
             then reduced to CAS (the obvious alternative to a capture hook)
 
-Time: repetitions interleaved (variant order rotated each repetition), median and min per variant.
+Time: repetitions interleaved (variant order rotated each repetition), median and min per variant, both
+wall-clock and process CPU time. With one torch thread CPU time is the work done, far less sensitive than
+wall time to other jobs on a shared machine; the ratios are given for both.
 Memory: each (variant, batch size) runs once in a fresh subprocess: load, warm up, then reset the kernel's
 peak-RSS mark (/proc/self/clear_refs = 5) and read VmHWM after the timed generation. `peak_rss` is the
 process's peak resident memory during generation (weights included), `peak_delta` the peak above the
@@ -162,13 +164,14 @@ def child(a) -> None:
     gc.collect()
     before = _status_kb("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     ids, _ = run_variant(a.child, model, tok, prompts, a.new, a.bs)
-    dt = time.perf_counter() - t0
+    dt, dc = time.perf_counter() - t0, time.process_time() - c0
     peak = _status_kb("VmHWM")
     assert all(len(x) == a.new for x in ids)
     print(json.dumps({"rss_before_mb": before / 1024, "peak_rss_mb": peak / 1024,
-                      "peak_delta_mb": (peak - before) / 1024, "seconds": dt}))
+                      "peak_delta_mb": (peak - before) / 1024, "seconds": dt,
+                      "cpu_seconds": dc}))
 
 
 def measure_memory(a, source: str) -> dict:
@@ -211,6 +214,7 @@ def main() -> None:
     for v in VARIANTS:
         run_variant(v, models[v], tok, prompts[:2], 4, 2)
     times = {f"{v}@{bs}": [] for v in VARIANTS for bs in a.batch_sizes}
+    cpu = {k: [] for k in times}
     check = {}
     for rep in range(a.reps):
         for bs in a.batch_sizes:
@@ -218,31 +222,36 @@ def main() -> None:
             outs = {}
             for v in order:
                 gc.collect()
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 outs[v] = run_variant(v, models[v], tok, prompts, a.new, bs)
                 times[f"{v}@{bs}"].append(time.perf_counter() - t0)
+                cpu[f"{v}@{bs}"].append(time.process_time() - c0)
                 assert all(len(x) == a.new for x in outs[v][0]), f"{v}: unequal token counts"
             if rep == 0:
                 same = {v: sum(x == y for x, y in zip(outs[v][0], outs["ours"][0])) for v in VARIANTS}
                 diff = max(float(abs(c1 - c2).max()) for c1, c2 in zip(outs["ours+cas"][1], outs["naive"][1])
                            if c1.shape == c2.shape)
                 check[bs] = {"prompts_with_identical_tokens_vs_ours": same, "max_abs_cas_diff_capture_vs_naive": diff}
-            print(f"rep {rep + 1}/{a.reps} bs={bs}: " + ", ".join(f"{v} {times[f'{v}@{bs}'][-1]:.2f}s" for v in VARIANTS),
-                  flush=True)
+            print(f"rep {rep + 1}/{a.reps} bs={bs}: " + ", ".join(
+                f"{v} {times[f'{v}@{bs}'][-1]:.1f}s (cpu {cpu[f'{v}@{bs}'][-1]:.1f}s)" for v in VARIANTS), flush=True)
     res = {"setup": {"model": ours.model_id, "prompts": a.prompts, "new_tokens": a.new, "reps": a.reps,
                      "threads": a.threads, "torch": torch.__version__, "python": platform.python_version(),
                      "cpu_count": os.cpu_count(), "load_avg_at_end": os.getloadavg()},
            "seconds": {k: {"median": statistics.median(v), "min": min(v), "all": v} for k, v in times.items()},
+           "cpu_seconds": {k: {"median": statistics.median(v), "min": min(v), "all": v} for k, v in cpu.items()},
            "tokens_per_s_median": {k: a.prompts * a.new / statistics.median(v) for k, v in times.items()},
            "checks": check, "ratios": {}}
     if not a.no_memory:
         res["memory"] = measure_memory(a, ours.source)
     for bs in a.batch_sizes:
-        med = {v: res["seconds"][f"{v}@{bs}"]["median"] for v in VARIANTS}
-        mn = {v: res["seconds"][f"{v}@{bs}"]["min"] for v in VARIANTS}
-        r = {f"time {x}/{y}": {"median": med[x] / med[y], "min": mn[x] / mn[y], "goal": g}
-             for x, y, g in (("ours+cas", "ours", 1.10), ("ours+cas", "hf", 1.15), ("ours", "hf", None),
-                             ("naive", "ours", None), ("naive", "ours+cas", None), ("naive", "hf", None))}
+        r = {}
+        for kind in ("seconds", "cpu_seconds"):
+            med = {v: res[kind][f"{v}@{bs}"]["median"] for v in VARIANTS}
+            mn = {v: res[kind][f"{v}@{bs}"]["min"] for v in VARIANTS}
+            label = "time" if kind == "seconds" else "cpu"
+            r |= {f"{label} {x}/{y}": {"median": med[x] / med[y], "min": mn[x] / mn[y], "goal": g}
+                  for x, y, g in (("ours+cas", "ours", 1.10), ("ours+cas", "hf", 1.15), ("ours", "hf", None),
+                                  ("naive", "ours", None), ("naive", "ours+cas", None), ("naive", "hf", None))}
         if "memory" in res:
             mem = {v: res["memory"][f"{v}@{bs}"] for v in VARIANTS}
             for x, y, g in (("ours+cas", "ours", 1.05), ("ours+cas", "hf", None), ("naive", "ours", None)):
@@ -257,13 +266,14 @@ def main() -> None:
 
 
 def print_table(res: dict, batch_sizes) -> None:
-    print(f"\n{'variant':<10}{'bs':>4}{'median s':>10}{'min s':>9}{'tok/s':>8}{'peak MB':>9}{'+MB':>7}")
+    print(f"\n{'variant':<10}{'bs':>4}{'median s':>10}{'min s':>9}{'cpu s':>8}{'tok/s':>8}{'peak MB':>9}{'+MB':>7}")
     for bs in batch_sizes:
         for v in VARIANTS:
             k = f"{v}@{bs}"
             s = res["seconds"][k]
             m = res.get("memory", {}).get(k, {})
-            print(f"{v:<10}{bs:>4}{s['median']:>10.2f}{s['min']:>9.2f}{res['tokens_per_s_median'][k]:>8.1f}"
+            print(f"{v:<10}{bs:>4}{s['median']:>10.2f}{s['min']:>9.2f}{res['cpu_seconds'][k]['median']:>8.2f}"
+                  f"{res['tokens_per_s_median'][k]:>8.1f}"
                   f"{m.get('peak_rss_mb', float('nan')):>9.0f}{m.get('peak_delta_mb', float('nan')):>7.0f}")
     for bs in batch_sizes:
         print(f"\nratios at batch {bs}:")

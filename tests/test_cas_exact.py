@@ -120,3 +120,29 @@ def test_share_weights_clone_keeps_hooked_attention(embedded):
         assert model.hf.config._attn_implementation == "interp"
     finally:
         install(model.hf)
+
+
+def test_token_attention_rows_sum_to_cas(embedded, tmp_path):
+    """The token view's row sums are the step's CAS, averaged over the chosen layers and heads; figures render."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from interp.attention.analysis import token_attention
+    from interp.plots.cas import plot_token_attention, token_attention_plotly
+
+    model = tiny_qwen2(embedded.tokenizer)
+    p = prompts_for(model.tokenizer)[1]
+    g = generate(model, [p], GenConfig(max_new_tokens=8), progress=False)[0]
+    rec = {"key": "r", "prompt_text": p.text, "prompt_ids": p.input_ids, "output_ids": g.output_ids,
+           "spans": {k: list(v) for k, v in p.spans.items()}, "success": False}
+    cas = teacher_forced_cas(model, [p], [g.output_ids])[0]
+    i = cas["cas_spans"].index("constraints")
+    for layer, head in ((None, None), (1, 2), ([0, 2], [1, 3])):
+        df = token_attention(model, rec, span="constraints", layer=layer, head=head)
+        ls = range(model.n_layers) if layer is None else [layer] if isinstance(layer, int) else layer
+        hs = range(model.n_heads) if head is None else [head] if isinstance(head, int) else head
+        want = cas["cas"][:, list(ls)][:, :, i][:, :, list(hs)].mean((1, 2))
+        assert df.shape == (len(g.output_ids), sum(e - s for s, e in (p.spans["constraint_0"], p.spans["constraint_1"])))
+        assert np.abs(df.to_numpy().sum(1) - want).max() < TOL
+    assert all(x.exists() for x in plot_token_attention(df, tmp_path / "tok"))
+    assert len(token_attention_plotly(df).data) == 1

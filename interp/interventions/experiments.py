@@ -326,7 +326,7 @@ class AblationRun:
             self.notes.append("no constrained successes: nothing to induce")
         return write_ablation_report(self.dir, self.cfg, top, rand, top_heads, self.notes,
                                      base_keys={r["key"] for r in self.failed + self.success},
-                                     sweep_keys={r["key"] for r in sweeps})
+                                     sweep_keys={s["base_key"] for s in sweeps})
 
 
 def top_sweep_heads(sweeps: Sequence[dict], n: int) -> list[tuple[int, int]]:

@@ -99,10 +99,17 @@ class PrefixCache:
 @torch.no_grad()
 def logp_rows(model, prompt: Prompt, output_ids: Sequence[int], rows: Sequence[Sequence[Intervention]],
               prefix: PrefixCache | None = None) -> torch.Tensor:
-    """Teacher-forced sum log p of `output_ids` after `prompt`, one value per row (row b runs `rows[b]`)."""
-    prefix = prefix or PrefixCache(model, prompt)
+    """Teacher-forced sum log p of `output_ids` after `prompt`, one value per row (row b runs `rows[b]`).
+
+    Rows with prefill interventions change the prompt's own states, so they take the plain batched pass.
+    """
     B, n_p, n_o = len(rows), len(prompt.input_ids), len(output_ids)
     flat = [iv for r in rows for iv in r]
+    if any(iv.prefill for iv in flat):
+        logits, _, _ = forward_teacher_forced(model.hf, model.tokenizer, [prompt] * B, [output_ids] * B,
+                                              [RowInterventions(model.n_layers, model.n_heads, rows)])
+        return answer_logp(logits[:, n_p - 1: n_p - 1 + n_o], output_ids)
+    prefix = prefix or PrefixCache(model, prompt)
     layers = _decoder_layers(model.hf)
     l_min = _first_layer(flat, model.n_layers, model.n_heads) if layers is not None else 0
     split = 0 < l_min < model.n_layers
@@ -166,7 +173,11 @@ def sweep_heads(model, prompt: Prompt, output_ids: Sequence[int], target="constr
 def sweep_heads_sequential(model, prompt: Prompt, output_ids: Sequence[int], target="constraints",
                            op: str = "knockout", alpha: float = 1.0, layers: Sequence[int] | None = None,
                            per_layer: bool = True) -> pd.DataFrame:
-    """Reference sweep: one full teacher-forced pass per intervention (same output as `sweep_heads`)."""
+    """Reference sweep: one full teacher-forced pass per intervention (same output as `sweep_heads`).
+
+    For mean_ablate the two differ slightly: `forward_teacher_forced`'s batch spans prompt + output, so the
+    mean value also covers the output keys, while `sweep_heads` (like generation) averages over the prompt.
+    """
     ivs = sweep_interventions(model.n_layers, model.n_heads, target, op, alpha, layers, per_layer)
     n_p, n_o = len(prompt.input_ids), len(output_ids)
 

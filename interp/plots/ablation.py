@@ -26,7 +26,7 @@ def plot_rates(table: pd.DataFrame, path_stem: str | Path) -> list[Path]:
         y = np.arange(len(df))[::-1]
         ax.barh(y, df["rate"], color=[ROLE_STYLE[r][0] for r in df["role"]], height=0.7)
         err = np.vstack([df["rate"] - df["lo"], df["hi"] - df["rate"]])
-        ax.errorbar(df["rate"], y, xerr=err, fmt="none", ecolor="black", elinewidth=0.7, capsize=1.5)
+        ax.errorbar(df["rate"], y, xerr=err, fmt="o", color="black", ms=2, elinewidth=0.7, capsize=1.5)
         ax.set_yticks(y, [f"{a} (n={n})" for a, n in zip(df["arm"], df["n"])], fontsize=6)
         ax.set_xlim(0, 1.02)
         ax.set_title(STAGE_TITLE[stage], loc="left")
@@ -95,6 +95,9 @@ def plot_cas_shift(table: pd.DataFrame, path_stem: str | Path) -> list[Path]:
     ax.scatter(df["cas_after"], y, s=10, color=[ROLE_STYLE[r][0] for r in df["role"]], zorder=3, label="after")
     ax.set_yticks(y, [f"{s}: {a}" for s, a in zip(df["stage"], df["arm"])], fontsize=6)
     ax.set_xscale("symlog", linthresh=1e-3)
+    top = float(np.nanmax(df[["cas_before", "cas_after"]].to_numpy(float)))
+    ax.set_xlim(-3e-4, max(top, 1e-3) * 1.8)
+    ax.set_xticks([t for t in (0, 1e-3, 1e-2, 1e-1, 1) if t <= max(top, 1e-3) * 1.8])
     ax.set_xlabel("mean CAS on target span (acted-on heads)")
     ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2)
     return save_figure(fig, path_stem)
