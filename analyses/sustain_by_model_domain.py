@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 
 from interp.experiments.report import load_run, sustain_tables
-from interp.plots.sustain import plot_model_comparison
+from interp.plots.sustain import plot_by_model_domain
 
 from .common import Context, main
 
@@ -25,8 +25,7 @@ def run(ctx: Context) -> None:
     df = pd.DataFrame(rows)
     ctx.table(df, "sustain_by_model_domain")
     if len(df):
-        bars = df.assign(model=df["model"] + "\n" + df["domain"])
-        ctx.figure(plot_model_comparison(bars, ctx.path("sustain_by_model_domain")))
+        ctx.figure(plot_by_model_domain(df, ctx.path("sustain_by_model_domain")))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import torch
 
 from interp.attention.storage import save_cas
 from interp.constraints import Constraint, insert_constraints
+from interp.errors import InterpError
 from interp.experiments.config import SustainConfig
 from interp.interventions import Intervention
 from interp.interventions.experiments import AblationConfig, AblationRun, run_ablation
@@ -89,3 +90,13 @@ def test_run_ablation_all_stages_report_and_resume(tmp_path, model):
     again.run()
     assert again._model is None  # nothing left to do, so the model is never loaded
     assert [len((tmp_path / f).read_text().splitlines()) for f in ("ablations.jsonl", "ablation_sweep.jsonl")] == n_lines
+
+
+def test_refuses_a_run_whose_task_items_changed(tmp_path, model):
+    _make_run(tmp_path, model)
+    path = tmp_path / "constrained.jsonl"
+    recs = [json.loads(line) for line in path.read_text().splitlines()]
+    recs[0]["prompt_text"] = recs[0]["prompt_text"].replace("has", "owns", 1)
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    with pytest.raises(InterpError, match="no longer yields the items"):
+        AblationRun(tmp_path, CFG, model=model)

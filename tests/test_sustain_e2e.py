@@ -42,7 +42,7 @@ def test_every_stage_and_report_recount(reference):
     base = {r["key"]: r for r in recs["baseline"].values()}
     assert all(r["output_ids"] == base[r["baseline_key"]]["output_ids"] for r in rerun)
     for r in recs["constrained"].values():
-        assert r["error_type"] in ("none", "reasoning", "output_spec")
+        assert r["error_type"] in ("none", "reasoning", "output_spec", "truncated")
         assert (r["error_type"] == "none") == r["success"]
         assert (d / r["cas_file"]).is_file()
     assert (d / "report.md").read_text().count("SustainScore") >= 1

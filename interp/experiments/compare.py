@@ -12,6 +12,9 @@ from .config import SustainConfig, load_config_file
 from .report import load_run
 
 
+MIN_PAIRED_ITEMS = 5  # fewer common items than this: no bootstrap CI (it would be meaninglessly narrow)
+
+
 def comparison_tables(run_dirs: dict[str, Path]) -> dict[str, pd.DataFrame]:
     """Per-model baseline accuracy and SustainScore (K=1), and paired differences against the first model.
 
@@ -36,14 +39,14 @@ def comparison_tables(run_dirs: dict[str, Path]) -> dict[str, pd.DataFrame]:
     for other in labels[1:]:
         ref = labels[0]
         common = per_item[ref].index.intersection(per_item[other].index)
-        if len(common) >= 2:
+        if len(common) >= MIN_PAIRED_ITEMS:
             d, lo, hi = paired_bootstrap_diff(per_item[other][common].to_numpy(), per_item[ref][common].to_numpy(),
                                               n_boot=5000)
         else:
             d = lo = hi = np.nan
         bc = base_item[ref].index.intersection(base_item[other].index)
         bd, blo, bhi = paired_bootstrap_diff(base_item[other][bc].to_numpy(), base_item[ref][bc].to_numpy(),
-                                             n_boot=5000) if len(bc) >= 2 else (np.nan, np.nan, np.nan)
+                                             n_boot=5000) if len(bc) >= MIN_PAIRED_ITEMS else (np.nan, np.nan, np.nan)
         diffs.append({"comparison": f"{other} - {ref}", "sustain_diff": d, "lo": lo, "hi": hi,
                       "n_common_items": int(len(common)), "baseline_diff": bd, "baseline_lo": blo,
                       "baseline_hi": bhi, "n_items": int(len(bc))})

@@ -57,6 +57,15 @@ def _seed_of(*parts) -> int:
     return int(hashlib.sha1("|".join(map(str, parts)).encode()).hexdigest()[:8], 16)
 
 
+def error_type(success: bool, lenient_success: bool, finish_reason: str) -> str:
+    """none | output_spec (right solution, wrong form) | truncated (cut at the token budget) | reasoning."""
+    if success:
+        return "none"
+    if lenient_success:
+        return "output_spec"
+    return "truncated" if finish_reason == "length" else "reasoning"
+
+
 class SustainRun:
     """A SustainScore run bound to a run directory; `run()` executes or resumes all stages."""
 
@@ -227,7 +236,7 @@ class SustainRun:
                       for c in cond.constraints if c.kind == "hard" or self.extractor is not None]
             rec["constraint_checks"] = [{"ok": c.ok, "reason": c.reason, "judge_output": c.judge_output} for c in checks]
             rec["constraint_met"] = all(c.ok for c in checks) if checks else None
-            rec["error_type"] = "none" if sc.success else ("output_spec" if le.success else "reasoning")
+            rec["error_type"] = error_type(sc.success, le.success, g.finish_reason)
         return rec
 
     # ---- stages --------------------------------------------------------------------------------

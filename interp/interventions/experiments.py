@@ -188,6 +188,11 @@ class AblationRun:
         self.baseline = {r["key"]: r for r in ResultStore(self.dir / "baseline.jsonl").records()}
         real = [r for r in ResultStore(self.dir / "constrained.jsonl").records()
                 if r.get("condition_kind") != "control" and r["item_id"] in self.items]
+        stale = sorted({r["item_id"] for r in real if self.items[r["item_id"]].input not in r["prompt_text"]})
+        if stale:
+            raise InterpError(f"task {self.run_cfg.task!r} no longer yields the items this run used ({stale[0]} and "
+                              f"{len(stale) - 1} more differ from the stored prompts): its data or generator changed "
+                              "since the run, so outputs cannot be rescored; re-run the experiment")
         ids = sorted({r["item_id"] for r in real})
         random.Random(cfg.seed).shuffle(ids)
         keep = set(ids[: cfg.max_items] if cfg.max_items else ids)

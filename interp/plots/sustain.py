@@ -48,24 +48,30 @@ def plot_scaling(scaling: pd.DataFrame, path_stem: str | Path) -> list[Path]:
     ax.set_ylabel("SustainScore (95% Wilson CI)")
     ax.set_ylim(0, 1.05)
     ax.set_xticks(df["K"])
+    ax.set_xlim(df["K"].min() - 0.3, df["K"].max() + 0.4)
     return save_figure(fig, path_stem)
 
 
 def plot_error_types(errors: pd.DataFrame, path_stem: str | Path) -> list[Path]:
-    """Stacked counts of constrained failures per constraint type: reasoning vs output-specification."""
+    """Stacked counts of constrained failures per constraint type: reasoning, output-spec, truncated."""
+    from matplotlib.ticker import MaxNLocator
+
     fig, ax = new_figure("column")
     if errors.empty:
         ax.text(0.5, 0.5, "no constrained failures", ha="center", va="center", transform=ax.transAxes)
         return save_figure(fig, path_stem)
-    cols = [c for c in ("reasoning", "output_spec") if c in errors.columns]
+    kinds = [("reasoning", PALETTE[1]), ("output_spec", PALETTE[4]), ("truncated", "#999999")]
     left = np.zeros(len(errors))
     y = np.arange(len(errors))[::-1]
-    for c, color in zip(cols, (PALETTE[1], PALETTE[3])):
-        ax.barh(y, errors[c], left=left, color=color, label=c.replace("_", "-") + " error", height=0.7)
-        left += errors[c].to_numpy()
-    ax.set_yticks(y, errors["ctype"])
+    for c, color in kinds:
+        if c in errors.columns:
+            ax.barh(y, errors[c], left=left, color=color, label=c.replace("_", "-") + " error", height=0.7)
+            left += errors[c].to_numpy()
+    labels = ["K-sets (mixed)" if t == "mixed" else t for t in errors["ctype"]]
+    ax.set_yticks(y, [f"{t} (n={int(n)})" for t, n in zip(labels, left)])
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("constrained failures (count)")
-    ax.legend(loc="lower right")
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3)
     return save_figure(fig, path_stem)
 
 
@@ -78,4 +84,29 @@ def plot_model_comparison(table: pd.DataFrame, path_stem: str | Path) -> list[Pa
     ax.set_xticks(x, [f"{m}\n(n={n})" for m, n in zip(table["model"], table["n"])])
     ax.set_ylabel("SustainScore")
     ax.set_ylim(0, 1.05)
+    return save_figure(fig, path_stem)
+
+
+def plot_by_model_domain(table: pd.DataFrame, path_stem: str | Path) -> list[Path]:
+    """Grouped bars: domains on x, one bar per model (legend), Wilson CIs and n on each bar.
+
+    `table` rows: model, domain, score, lo, hi, n.
+    """
+    models = list(dict.fromkeys(table["model"]))
+    domains = list(dict.fromkeys(table["domain"]))
+    width = 0.8 / max(len(models), 1)
+    fig, ax = new_figure("full" if len(models) * len(domains) > 4 else "column")
+    for i, m in enumerate(models):
+        sub = table[table["model"] == m].set_index("domain").reindex(domains)
+        x = np.arange(len(domains)) + (i - (len(models) - 1) / 2) * width
+        ok = sub["n"].fillna(0).to_numpy() > 0
+        ax.bar(x[ok], sub["score"][ok], width=width * 0.95, color=PALETTE[i % len(PALETTE)], label=m)
+        ax.errorbar(x[ok], sub["score"][ok], yerr=_err(sub[ok]), fmt="none", ecolor="black", capsize=1.5,
+                    elinewidth=0.6)
+        for xi, n in zip(x[ok], sub["n"][ok]):
+            ax.text(xi, 0.02, f"n={int(n)}", ha="center", va="bottom", fontsize=5.5, rotation=90, color="white")
+    ax.set_xticks(np.arange(len(domains)), domains)
+    ax.set_ylabel("SustainScore (95% Wilson CI)")
+    ax.set_ylim(0, 1.05)
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=min(len(models), 4))
     return save_figure(fig, path_stem)
