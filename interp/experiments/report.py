@@ -59,6 +59,10 @@ def sustain_tables(runs: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
                                      "hi": b.hi, "n_items": b.n}])
     if con.empty:
         return out
+    from .sustain import error_type
+
+    con = con.assign(error_type=[error_type(s, l, f) for s, l, f in
+                                 zip(con["success"], con["lenient_success"], con["finish_reason"])])
     base_len = dict(zip(base["key"], base["prompt_ids"].map(len)))
     single = con[con["condition_kind"] == "single"]
     real = con[con["condition_kind"] != "control"]
