@@ -110,9 +110,6 @@ def test_live_cas_equals_eager_attention(which, embedded):
     assert max(np.abs(g.extras["cas"][:, :, names.index("constraints")]).max() for g in gens) > 1e-3
 
 
-@pytest.mark.xfail(reason="share_weights_clone passes the model's own config object to from_config(attn_implementation="
-                          "'eager'), which switches the original model to eager attention: hooks (CAS, interventions) "
-                          "stop firing. Fix in interp/models/loading.py: deep-copy the config first.", strict=False)
 def test_share_weights_clone_keeps_hooked_attention(embedded):
     model = tiny_qwen2(embedded.tokenizer)
     try:

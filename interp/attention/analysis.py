@@ -26,6 +26,7 @@ from .cas import normalise
 from .storage import read_cas, save_cas
 
 GROUPS = ("failed", "success")
+_LABEL = {"failed": "failed", "success": "successful"}
 TF_DIR = "cas_tf"
 
 
@@ -363,10 +364,10 @@ def _markdown(res: dict, top: pd.DataFrame) -> str:
                "| group | n | live CAS | reference CAS | live − reference [95% CI] | Wilcoxon p |", "|---|---|---|---|---|---|"]
         for g, v in res["reference"].items():
             if v.get("mean_live") is not None:
-                md.append(f"| {g} | {v['n']} | {_fmt(v['mean_live'])} | {_fmt(v['mean_reference'])} | "
+                md.append(f"| {_LABEL[g]} | {v['n']} | {_fmt(v['mean_live'])} | {_fmt(v['mean_reference'])} | "
                           f"{_fmt(v['diff'])} [{_fmt(v['diff_lo'])}, {_fmt(v['diff_hi'])}] | {_fmt(v.get('p_wilcoxon'))} |")
             else:
-                md.append(f"| {g} | {v['n']} | | | too few | |")
+                md.append(f"| {_LABEL[g]} | {v['n']} | | | too few | |")
         md.append("")
     if res["by_ctype"]:
         md += ["## By constraint type (mean CAS over all layers and heads)", "",
@@ -376,7 +377,8 @@ def _markdown(res: dict, top: pd.DataFrame) -> str:
                f"{_fmt(r['mean_cas_success'])} |" for r in res["by_ctype"]] + [""]
     if not top.empty:
         md += ["## Heads (Mann–Whitney per layer × head, Benjamini–Hochberg across all cells)", "",
-               f"{s['n_significant_cells']} cells with BH-adjusted p < {m['alpha']}. Top 10 by p:", "",
+               f"{s['n_significant_cells']} cells with BH-adjusted p < {m['alpha']}. Top 10 by p (a head that barely "
+               "attends the constraint can rank high on consistently tiny differences: read `diff` too):", "",
                "| layer | head | mean failed | mean successful | diff | rank-biserial [95% CI] | p | p (BH) |",
                "|---|---|---|---|---|---|---|---|"]
         for r in top.itertuples():

@@ -47,6 +47,7 @@ class CASCapture:
     layers: Sequence[int] | None = None
     _out: torch.Tensor | None = field(default=None, repr=False)
     _masks: torch.Tensor | None = field(default=None, repr=False)
+    _mT: torch.Tensor | None = field(default=None, repr=False)
     _names: list[str] = field(default_factory=list, repr=False)
 
     def _groups(self, batch: Batch) -> dict[str, list[str]]:
@@ -68,6 +69,7 @@ class CASCapture:
             sink[b, batch.pad[b]] = 1.0
             prompt[b, batch.pad[b]: batch.pad[b] + len(p.input_ids)] = 1.0
         self._masks = torch.stack(masks + [sink, prompt], dim=1)  # [B, S, P]
+        self._mT = self._masks.transpose(1, 2)[:, None].contiguous()  # [B, 1, P, S]
         self._out = torch.zeros(batch.size, self.max_steps, self.n_layers, len(self._names), self.n_heads,
                                 device=dev)
         layers = range(self.n_layers) if self.layers is None else self.layers
@@ -75,17 +77,17 @@ class CASCapture:
             hooks.add(f"blocks.{l}.attn.hook_pattern", self._hook)
 
     def _hook(self, pattern: torch.Tensor, call: AttnCall):
-        masks = self._masks if self._masks.device == pattern.device else self._masks.to(pattern.device)
-        K = call.kv_len
-        P = masks.shape[-1]
-        m = masks[..., :K] if K <= P else torch.nn.functional.pad(masks, (0, K - P))
-        vals = torch.einsum("bhrk,bsk->brsh", pattern.float(), m)
+        mT = self._mT if self._mT.device == pattern.device else self._mT.to(pattern.device)
+        P = mT.shape[2]
+        K = min(call.kv_len, P)  # keys past the prompt are generated tokens: never in a span
+        vals = torch.matmul(pattern[..., :K].float(), mT[:, :, :K]).permute(0, 2, 3, 1)  # [B, R, S, H]
         vals = vals.to(self._out.device)
-        steps = call.query_steps.to(self._out.device)
-        valid = (steps >= 0) & (steps < self.max_steps)
-        if bool(valid.all()) and steps.shape[1] == 1:
-            self._out[:, steps[0, 0], call.layer] = vals[:, 0]
+        if call.step is not None:
+            if call.step < self.max_steps:
+                self._out[:, call.step, call.layer] = vals[:, 0]
         else:
+            steps = call.query_steps.to(self._out.device)
+            valid = (steps >= 0) & (steps < self.max_steps)
             bi, ri = valid.nonzero(as_tuple=True)
             self._out[bi, steps[bi, ri], call.layer] = vals[bi, ri]
         return None
@@ -95,7 +97,7 @@ class CASCapture:
         lens = self._masks.sum(-1).cpu().numpy()
         res = [{"cas": out[b, :n].copy(), "cas_spans": list(self._names), "cas_span_len": lens[b].tolist()}
                for b, n in enumerate(n_tokens)]
-        self._out = self._masks = None
+        self._out = self._masks = self._mT = None
         return res
 
 

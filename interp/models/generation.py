@@ -188,6 +188,7 @@ def generate_batch(model, tokenizer, batch: Batch, cfg: GenConfig,
     with hooks:
         for step in range(cfg.max_new_tokens):
             hooks.query_steps = steps
+            hooks.step = step if step > 0 else None
             logits = model(input_ids=inp, attention_mask=attn, position_ids=cur_pos, past_key_values=cache,
                            use_cache=True, logits_to_keep=1).logits[:, -1, :]
             nxt = _sample(logits, cfg, gens)

@@ -37,6 +37,7 @@ class AttnCall:
     query_steps: torch.Tensor  # [batch, rows] long, -1 = prompt row
     kv_len: int
     hooks: "AttentionHooks"
+    step: int | None = None  # the one step all rows produce (KV-cached decoding), else None
 
 
 HookFn = Callable[[torch.Tensor, AttnCall], "torch.Tensor | None"]
@@ -53,6 +54,7 @@ class AttentionHooks:
         self._fns: dict[int | str, dict[str, list[HookFn]]] = defaultdict(lambda: defaultdict(list))
         self.all_rows = False
         self.query_steps: torch.Tensor | None = None
+        self.step: int | None = None
         self._token = None
 
     def add(self, name: str, fn: HookFn) -> "AttentionHooks":
@@ -92,11 +94,9 @@ def _repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
 
 def _sdpa(query, key, value, attention_mask, scaling):
     n_rep = query.shape[1] // key.shape[1]
-    out = F.scaled_dot_product_attention(
-        query, _repeat_kv(key, n_rep), _repeat_kv(value, n_rep),
-        attn_mask=attention_mask if attention_mask is None else attention_mask[:, :, :, : key.shape[-2]],
-        scale=scaling)
-    return out
+    return F.scaled_dot_product_attention(
+        query, key, value, attn_mask=attention_mask if attention_mask is None else attention_mask[:, :, :, : key.shape[-2]],
+        scale=scaling, enable_gqa=n_rep > 1)
 
 
 def hooked_attention_forward(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
@@ -125,11 +125,13 @@ def hooked_attention_forward(module, query, key, value, attention_mask, scaling=
         rows = sel
         out = _sdpa(query, key, value, attention_mask, scaling)
         q_rows, steps_rows = query[:, :, rows], steps[:, rows]
-    call = AttnCall(layer=layer, query_steps=steps_rows, kv_len=kv_len, hooks=hooks)
-    n_rep = query.shape[1] // key.shape[1]
-    k = _repeat_kv(key, n_rep)
-    v = _repeat_kv(value, n_rep)
-    scores = torch.matmul(q_rows, k.transpose(2, 3)) * scaling
+    call = AttnCall(layer=layer, query_steps=steps_rows, kv_len=kv_len, hooks=hooks,
+                    step=hooks.step if q_len == 1 else None)
+    B, H, R, D = q_rows.shape
+    KVH = key.shape[1]
+    n_rep = H // KVH
+    # grouped-query attention without copying the KV cache: query heads kv*n_rep + r share KV head kv
+    scores = torch.matmul(q_rows.reshape(B, KVH, n_rep * R, D), key.transpose(2, 3)).view(B, H, R, kv_len) * scaling
     if attention_mask is not None:
         m = attention_mask[:, :, :, :kv_len]
         scores = scores + (m if rows is None else m[:, :, rows])
@@ -138,7 +140,9 @@ def hooked_attention_forward(module, query, key, value, attention_mask, scaling=
         if r is not None:
             scores = r
     pattern = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
-    for fn in hooks.fns(layer, "hook_v"):
+    v_hooks = hooks.fns(layer, "hook_v")
+    v = _repeat_kv(value, n_rep) if v_hooks else None
+    for fn in v_hooks:
         r = fn(v, call)
         if r is not None:
             v = r
@@ -146,7 +150,10 @@ def hooked_attention_forward(module, query, key, value, attention_mask, scaling=
         r = fn(pattern, call)
         if r is not None:
             pattern = r
-    out_rows = torch.matmul(pattern, v)
+    if v is None:
+        out_rows = torch.matmul(pattern.reshape(B, KVH, n_rep * R, kv_len), value).view(B, H, R, D)
+    else:
+        out_rows = torch.matmul(pattern, v)
     if rows is None:
         out = out_rows
     else:

@@ -90,8 +90,10 @@ def share_weights_clone(model):
     """A second instance of `model`'s architecture whose parameters are the same tensors (no extra memory)."""
     from transformers import AutoModelForCausalLM
 
-    with torch.device("meta"):
-        twin = AutoModelForCausalLM.from_config(model.config, attn_implementation="eager")
+    import copy
+
+    with torch.device("meta"):  # a copied config: from_config would switch `model` itself to eager attention
+        twin = AutoModelForCausalLM.from_config(copy.deepcopy(model.config), attn_implementation="eager")
     twin.load_state_dict(model.state_dict(), assign=True, strict=False)
     if getattr(model.config, "tie_word_embeddings", False):
         twin.tie_weights()

@@ -158,6 +158,9 @@ def plot_token_attention(df: pd.DataFrame, path_stem: str | Path, title: str | N
     ax.grid(False)
     ax.set_xticks(np.arange(C), cols, rotation=90, fontsize=5)
     ax.set_yticks(np.arange(T), rows, fontsize=5)
+    pos = np.asarray(df.columns.get_level_values(0))
+    for i in np.nonzero(np.diff(pos) > 1)[0]:
+        ax.axvline(i + 0.5, color="white", lw=1.2)  # gap between separate constraint parts
     ax.xaxis.tick_top()
     ax.xaxis.set_label_position("top")
     ax.tick_params(length=1.5, pad=1)
