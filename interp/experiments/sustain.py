@@ -221,7 +221,7 @@ class SustainRun:
         rec = {
             "key": job["key"], "stage": stage, "model": self.cfg.model, "model_label": self.cfg.model_label,
             "model_revision": self.cfg.backend if self.http else getattr(self._model(), "revision", ""), "task": self.cfg.task,
-            "domain": self.task.domain, "item_id": item.id, "seed": job["seed"],
+            "domain": self.task.domain, "item_id": item.id, "item_input": item.input, "seed": job["seed"],
             "prompt_text": g.prompt.text, "spans": {k: list(v) for k, v in g.prompt.spans.items()},
             "prompt_ids": g.prompt.input_ids, "output_text": g.output_text, "output_ids": g.output_ids,
             "finish_reason": g.finish_reason, "success": bool(sc.success), "score_value": float(sc.value),

@@ -370,6 +370,7 @@ def paired_comparisons(recs: pd.DataFrame) -> pd.DataFrame:
     """Each main arm vs every control of the same operation (and the replay), paired over the same base records."""
     rows = []
     for stage, g in recs.groupby("stage"):
+        g = g.drop_duplicates(["base_key", "arm"], keep="last")  # an earlier config's arm of the same name
         flips = g.pivot(index="base_key", columns="arm", values="flipped")
         roles = dict(zip(g.arm, g.role))
         for m in [a for a in flips.columns if roles[a] in ("main", "head")]:

@@ -175,7 +175,9 @@ class InterventionProvider:
                 logalpha[b] = math.log(iv.alpha) if iv.op == "scale" else 0.0
             self._slots.append({k: v.to(dev) for k, v in dict(keys=keys, cells=cells, lo=lo, hi=hi, pre=pre, op=op,
                                                                logalpha=logalpha).items()})
-        self._prompt_mask = batch.attention_mask.bool()
+        self._prompt_mask = torch.zeros(B, P, dtype=torch.bool, device=dev)  # prompt tokens only, never outputs
+        for b, p in enumerate(batch.prompts):
+            self._prompt_mask[b, batch.pad[b]: batch.pad[b] + len(p.input_ids)] = True
         hooks.all_rows = hooks.all_rows or any_prefill
         ops = {int(o) for s in self._slots for o in s["op"].tolist() if o >= 0}
         for l in range(self.n_layers):
