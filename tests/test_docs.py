@@ -25,3 +25,19 @@ def test_two_commands_open_the_readme():
     root = Path(__file__).parents[1]
     assert "bash scripts/test.sh" in (root / ".ci" / "run").read_text()
     assert all((root / c.split()[1]).is_file() for c in cmds)
+
+
+def test_gallery_figures_come_from_the_documented_command():
+    import json
+
+    root = Path(__file__).parents[1]
+    gallery = README.split("## Gallery", 1)[1].split("\n## ", 1)[0]
+    figs = re.findall(r"\(figures/([^)]+\.png)\)", gallery)
+    assert figs, "gallery shows no figures"
+    manifest = json.loads((root / "figures" / "manifest.json").read_text())
+    assert manifest["command"] in gallery
+    for f in figs:
+        assert (root / "figures" / f).stat().st_size > 0, f
+        assert (root / "figures" / f.replace(".png", ".pdf")).is_file(), f
+        assert f in manifest["files"], f
+        assert manifest["files"][f]["config"] == manifest["config"]

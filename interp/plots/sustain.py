@@ -65,11 +65,12 @@ def plot_error_types(errors: pd.DataFrame, path_stem: str | Path) -> list[Path]:
     y = np.arange(len(errors))[::-1]
     for c, color in kinds:
         if c in errors.columns:
-            ax.barh(y, errors[c], left=left, color=color, label=c.replace("_", "-") + " error", height=0.7)
+            ax.barh(y, errors[c], left=left, color=color, height=0.7,
+                    label="truncated" if c == "truncated" else c.replace("_", "-") + " error")
             left += errors[c].to_numpy()
     labels = ["K-sets (mixed)" if t == "mixed" else t for t in errors["ctype"]]
     ax.set_yticks(y, [f"{t} (n={int(n)})" for t, n in zip(labels, left)])
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))
     ax.set_xlabel("constrained failures (count)")
     ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3)
     return save_figure(fig, path_stem)
