@@ -3,7 +3,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from interp.attention.storage import save_cas
 from interp.constraints import Constraint, insert_constraints
@@ -19,13 +18,7 @@ CFG = AblationConfig(top_k=2, n_random_heads=2, rescue_ops=("knockout",), sweep_
                      sweep_batch_size=64)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on a loaded 2-core box, torch's spin-waiting threads make every op ~10x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _make_run(d, model):

@@ -13,13 +13,7 @@ from interp.models.generation import GenConfig, forward_teacher_forced, generate
 from interp.prompts import Part, build_prompt
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on a loaded 2-core box, torch's spin-waiting threads make every op ~10x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _prompt(model, task="Tom has 5 apples and buys 7 more. How many apples does Tom have?"):

@@ -299,7 +299,6 @@ def _figures(d, res, cells, layers, per_gen, ref, grp, live, model, span, how, t
     sfx = _suffix(span, how, tf)
     unit = "CAS (attention share)" if how == "raw" else f"CAS ({how})"
     out: dict[str, list[Path]] = {}
-    n = res["meta"]
     if cells is not None:
         out["heatmap"] = pc.plot_cell_heatmap(cells, fd / f"cas_heatmap{sfx}", units=unit)
         out["layers"] = pc.plot_layer_effects(layers, fd / f"cas_layers{sfx}", units=unit)

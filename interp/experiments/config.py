@@ -45,6 +45,12 @@ class SustainConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def load_model(self):
+        """The local hooked model this config names (dtype and device applied)."""
+        from ..models import load_model
+
+        return load_model(self.model, dtype=self.dtype, device=self.device)
+
     def hash(self) -> str:
         d = self.to_dict()
         d.pop("batch_size")

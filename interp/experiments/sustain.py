@@ -98,10 +98,8 @@ class SustainRun:
     # ---- helpers -------------------------------------------------------------------------------
     def _model(self):
         if self.model is None:
-            from ..models import load_model
-
             self.log(f"loading model {self.cfg.model} ...")
-            self.model = load_model(self.cfg.model, dtype=self.cfg.dtype, device=self.cfg.device)
+            self.model = self.cfg.load_model()
         return self.model
 
     @property

@@ -204,10 +204,8 @@ class AblationRun:
     @property
     def model(self):
         if self._model is None:
-            from ..models import load_model
-
             self.log(f"loading model {self.run_cfg.model} ...")
-            self._model = load_model(self.run_cfg.model, dtype=self.run_cfg.dtype, device=self.run_cfg.device)
+            self._model = self.run_cfg.load_model()
         return self._model
 
     @property

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol, Sequence
+from typing import Protocol, Sequence
 
 import torch
 

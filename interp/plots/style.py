@@ -71,10 +71,11 @@ def _stem(path_stem: str | Path) -> Path:
     return p.with_suffix("") if p.suffix.lower() in {".png", ".pdf", ".svg", ".html"} else p
 
 
-def save_figure(fig, path_stem: str | Path, svg: bool = False, dpi: int = 200) -> list[Path]:
+def save_figure(fig, path_stem: str | Path, svg: bool = False, dpi: int = 200, close: bool = True) -> list[Path]:
     """Write <stem>.png (dpi) and <stem>.pdf (and .svg) side by side, creating folders; returns the paths.
 
-    PDF/SVG carry no creation date, so re-running a script does not change unchanged figures.
+    PDF/SVG carry no creation date, so re-running a script does not change unchanged figures. The figure
+    is closed afterwards (pass close=False to keep drawing on it), so long runs do not pile up figures.
     """
     stem = _stem(path_stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
@@ -82,6 +83,8 @@ def save_figure(fig, path_stem: str | Path, svg: bool = False, dpi: int = 200) -
     meta = {".png": None, ".pdf": {"CreationDate": None}, ".svg": {"Date": None}}
     for p in paths:
         fig.savefig(p, dpi=dpi, metadata=meta[p.suffix])
+    if close:
+        plt.close(fig)
     return paths
 
 
