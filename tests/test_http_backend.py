@@ -266,3 +266,20 @@ def test_sustain_pipeline_runs_on_http_backend(servers, model, tmp_path, monkeyp
         b = {(r["item_id"], r.get("condition")): r["output_text"] for r in http.records(stage)}
         assert a == b, stage
     assert (tmp_path / "http" / "report.md").is_file()
+
+
+def test_soft_constraints_end_to_end_on_server_and_local_model(servers, model, monkeypatch):
+    """Soft types (method/style/structure) extracted and judged by the embedded model, locally and over HTTP."""
+    from interp.constraints import ProposeContext, extract_constraints
+
+    monkeypatch.setenv(KEY_ENV, KEY)
+    output = ("Tom has 3 apples and buys 4 more. 3 + 4 = 7, so Tom has 7 apples now. The answer is 7.")
+    ctx = ProposeContext(task_text="Tom has 3 apples and buys 4 more. How many apples does Tom have?", domain="math")
+    for gen in (backend(servers["ok"]), LocalGenerator(model)):
+        cands = extract_constraints(output, ctx, types=["method", "style", "structure"], extractor=gen, judge=gen)
+        assert {c.type for c in cands} == {"method", "style", "structure"}
+        for c in cands:
+            assert c.reason, c
+            if c.constraint is not None and c.reason not in ("duplicate",):
+                assert c.constraint.kind == "soft"
+                assert c.judge_output is not None, c  # the judge's raw answer is recorded
