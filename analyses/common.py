@@ -114,6 +114,13 @@ class Context:
         dirs = {t: self.run(entry, t) for t in (tasks or self.tasks())}
         return {t: d for t, d in dirs.items() if d is not None}
 
+    def per_model_tables(self, key: str):
+        """(label, pooled tables) for every model whose pooled tables include `key`."""
+        for entry in self.models():
+            t = self.pooled_tables(entry)
+            if t is not None and key in t:
+                yield self.label(entry), t
+
     def pooled_tables(self, entry: dict, tasks: list[str] | None = None) -> dict[str, pd.DataFrame] | None:
         """`sustain_tables` over the records of all of a model's task runs pooled together."""
         from interp.experiments.report import load_run, sustain_tables

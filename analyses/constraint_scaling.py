@@ -11,11 +11,7 @@ from .common import Context, main
 def run(ctx: Context) -> None:
     """Constraint-count scaling per model (table + curve each)."""
     rows = []
-    for entry in ctx.models():
-        t = ctx.pooled_tables(entry)
-        if t is None or "scaling" not in t:
-            continue
-        label = ctx.label(entry)
+    for label, t in ctx.per_model_tables("scaling"):
         rows.append(t["scaling"].assign(model=label))
         ctx.figure(plot_scaling(t["scaling"], ctx.path(f"constraint_scaling-{label}")))
     ctx.table(pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(), "constraint_scaling")

@@ -11,11 +11,7 @@ from .common import Context, main
 def run(ctx: Context) -> None:
     """Error types of constrained failures per model (counts table + stacked bars each)."""
     rows = []
-    for entry in ctx.models():
-        t = ctx.pooled_tables(entry)
-        if t is None or "errors" not in t:
-            continue
-        label = ctx.label(entry)
+    for label, t in ctx.per_model_tables("errors"):
         rows.append(t["errors"].assign(model=label))
         ctx.figure(plot_error_types(t["errors"], ctx.path(f"error_types-{label}")))
     ctx.table(pd.concat(rows, ignore_index=True).fillna(0) if rows else pd.DataFrame(), "error_types")

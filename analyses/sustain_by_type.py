@@ -11,11 +11,7 @@ from .common import Context, main
 def run(ctx: Context) -> None:
     """SustainScore by constraint type per model (table + bar figure each)."""
     rows = []
-    for entry in ctx.models():
-        t = ctx.pooled_tables(entry)
-        if t is None or "overall" not in t:
-            continue
-        label = ctx.label(entry)
+    for label, t in ctx.per_model_tables("overall"):
         ctrl = t["overall"][t["overall"]["group"].str.startswith("control")].assign(hardness="control")
         rows.append(pd.concat([t["by_type"], ctrl], ignore_index=True).assign(model=label))
         ctx.figure(plot_by_type(t["by_type"], t["overall"], ctx.path(f"sustain_by_type-{label}")))
