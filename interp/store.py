@@ -10,7 +10,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 
 def record_key(**parts: Any) -> str:
@@ -40,14 +40,8 @@ class ResultStore:
                 cut = data.rfind(b"\n") + 1
                 f.truncate(cut)
 
-    def _read(self) -> Iterator[dict]:
-        if not self.path.exists():
-            return
-        with open(self.path, encoding="utf-8") as f:
-            for line in f:
-                line = line.strip()
-                if line:
-                    yield json.loads(line)
+    def _read(self) -> list[dict]:
+        return read_records(self.path)
 
     def __contains__(self, key: str) -> bool:
         return key in self._keys
@@ -78,17 +72,25 @@ class ResultStore:
     def records(self) -> list[dict]:
         return list(self._read())
 
-    def get(self, key: str) -> dict | None:
-        for r in self._read():
-            if r["key"] == key:
-                return r
-        return None
-
     def to_pandas(self):
         """All records as a DataFrame (nested fields stay as Python objects)."""
         import pandas as pd
 
         return pd.DataFrame(self.records())
+
+
+def read_records(path: str | os.PathLike) -> list[dict]:
+    """Records of a JSONL store without opening it for writing (a partial last line of a live run is skipped)."""
+    p = Path(path)
+    if not p.exists():
+        return []
+    out = []
+    for line in filter(str.strip, p.read_text(encoding="utf-8").splitlines()):
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
 
 
 def _json_default(o):

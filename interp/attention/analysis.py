@@ -20,6 +20,7 @@ from scipy import stats as sps
 
 from ..errors import InterpError
 from ..prompts import Prompt
+from ..store import read_records
 from ..stats import aggregate_effect, benjamini_hochberg, curve_with_ci, mann_whitney_by_cell, step_curves
 from ..stats.proportions import paired_bootstrap_diff
 from .cas import normalise
@@ -28,20 +29,6 @@ from .storage import read_cas, save_cas
 GROUPS = ("failed", "success")
 _LABEL = {"failed": "failed", "success": "successful"}
 TF_DIR = "cas_tf"
-
-
-def read_jsonl(path: str | Path) -> list[dict]:
-    """Records of a JSONL store, read-only (a partial last line of a run still writing is skipped)."""
-    p = Path(path)
-    if not p.exists():
-        return []
-    out = []
-    for line in filter(str.strip, p.read_text(encoding="utf-8").splitlines()):
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return out
 
 
 def record_prompt(record: dict) -> Prompt:
@@ -62,10 +49,9 @@ def span_parts(record: dict, span: str) -> list[str]:
 
 
 def _load_model(run_dir: Path):
-    from ..models import load_model
+    from ..experiments.config import SustainConfig
 
-    cfg = json.loads((run_dir / "config.json").read_text())["config"]
-    return load_model(cfg["model"], dtype=cfg.get("dtype", "auto"), device=cfg.get("device", "auto"))
+    return SustainConfig.from_dict(json.loads((run_dir / "config.json").read_text())["config"]).load_model()
 
 
 def teacher_forced_cached(run_dir: str | Path, model, jobs: Sequence[tuple[str, dict, Sequence[int]]],
@@ -185,8 +171,8 @@ def cas_report(run_dir: str | Path, span: str = "constraints", normalisation: st
     d = Path(run_dir)
     if not (d / "constrained.jsonl").exists():
         raise InterpError(f"{d} has no constrained.jsonl: run `interp sustain` first")
-    all_con = read_jsonl(d / "constrained.jsonl")
-    base = {r["key"]: r for r in read_jsonl(d / "baseline.jsonl")}
+    all_con = read_records(d / "constrained.jsonl")
+    base = {r["key"]: r for r in read_records(d / "baseline.jsonl")}
     recs = [r for r in all_con if r.get("condition_kind") in ("single", "set") and r.get("cas_file")]
     notes: list[str] = []
     if len(recs) < sum(r.get("condition_kind") in ("single", "set") for r in all_con):
