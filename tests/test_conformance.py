@@ -304,3 +304,26 @@ def test_gemma2_loads_from_a_folder(tmp_path, tokenizer):
     ids = torch.tensor([make_prompts(512)[0].input_ids])
     with torch.no_grad():
         assert torch.allclose(loaded.hf(input_ids=ids).logits, m.hf(input_ids=ids).logits, atol=1e-5)
+
+
+@pytest.mark.parametrize("model_type,variant", [c for c in CASES if "sliding" in c[1]])
+def test_sweep_and_attribution_on_sliding_windows(model_type, variant, tokenizer):
+    """The batched sweep (shared prefix cache, sliding cache layers) equals one teacher-forced pass per head,
+    and an attribution gate of 0 equals a knockout on generated rows."""
+    from interp.interventions.attribution import GateProvider
+    from interp.interventions.sweep import sweep_heads, sweep_heads_sequential
+
+    model = tiny(model_type, variant, tokenizer)
+    p = make_prompts(model.config.vocab_size)[0]
+    out = generate(model, [p], GenConfig(max_new_tokens=N_NEW), progress=False)[0].output_ids
+    assert len(out) >= 3
+    target = ("constraint_0", "constraint_1")
+    fast = sweep_heads(model, p, out, target=target, op="knockout", batch_size=8)
+    slow = sweep_heads_sequential(model, p, out, target=target, op="knockout")
+    assert np.abs(fast.logp.to_numpy() - slow.logp.to_numpy()).max() <= LOGIT_TOL
+    assert np.abs(fast.effect.to_numpy()).max() > 1e-4  # the knockouts do something
+    gate = torch.zeros(model.n_layers, model.n_heads)
+    g_logits, _, _ = forward_teacher_forced(model.hf, tokenizer, [p], [out], [GateProvider(gate, target)])
+    ko = InterventionProvider(model.n_layers, model.n_heads, shared=[Intervention(target=target, op="knockout")])
+    k_logits, _, _ = forward_teacher_forced(model.hf, tokenizer, [p], [out], [ko])
+    assert float((g_logits - k_logits).abs().max()) <= LOGIT_TOL

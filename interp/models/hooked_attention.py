@@ -50,6 +50,7 @@ class AttnCall:
     hooks: "AttentionHooks"
     step: int | None = None  # the one step all rows produce (KV-cached decoding), else None
     key_offset: int = 0  # keys are absolute positions [key_offset, key_offset + kv_len)
+    sink_share: torch.Tensor | None = None  # [B, H, rows, 1] softmax share of a learned sink (gpt-oss), else None
 
     def key_slice(self, mask: torch.Tensor) -> torch.Tensor:
         """Columns ``key_offset : key_offset + kv_len`` of a per-position ``[..., T]`` mask (zero/False past T)."""
@@ -147,7 +148,8 @@ def _eager(q, key, value, mask, scaling, softcap, sinks, dropout, hooks, call):
     if sinks is not None:
         logits = torch.cat([scores, sinks.reshape(1, -1, 1, 1).expand(B, H, R, 1).to(scores.dtype)], dim=-1)
         logits = logits - logits.max(dim=-1, keepdim=True).values
-        pattern = torch.softmax(logits, dim=-1, dtype=logits.dtype)[..., :-1].to(q.dtype)
+        probs = torch.softmax(logits, dim=-1, dtype=logits.dtype)
+        pattern, call.sink_share = probs[..., :-1].to(q.dtype), probs[..., -1:]
     else:
         pattern = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
     if dropout:
