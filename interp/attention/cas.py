@@ -67,7 +67,9 @@ class CASCapture:
         for b, p in enumerate(batch.prompts):
             sink[b, batch.pad[b]] = 1.0
             prompt[b, batch.pad[b]: batch.pad[b] + len(p.input_ids)] = 1.0
-        self._masks = torch.stack(masks + [sink, prompt], dim=1)  # [B, S, P] over absolute (padded) positions
+        # [B, S, P + max_steps] over absolute (padded) positions; generated positions are in no span, and the
+        # padding makes each call's `key_slice` a view
+        self._masks = torch.nn.functional.pad(torch.stack(masks + [sink, prompt], dim=1), (0, self.max_steps))
         self._out = torch.zeros(batch.size, self.max_steps, self.n_layers, len(self._names), self.n_heads,
                                 device=dev)
         layers = range(self.n_layers) if self.layers is None else self.layers
