@@ -328,3 +328,19 @@ def test_sweep_and_attribution_on_sliding_windows(model_type, variant, tokenizer
     ko = InterventionProvider(model.n_layers, model.n_heads, shared=[Intervention(target=target, op="knockout")])
     k_logits, _, _ = forward_teacher_forced(model.hf, tokenizer, [p], [out], [ko])
     assert float((g_logits - k_logits).abs().max()) <= LOGIT_TOL
+
+
+def test_key_slice_maps_absolute_positions():
+    """`AttnCall.key_slice`: columns key_offset : key_offset + kv_len of a [B, T] mask, zero/False past T."""
+    from interp.models.hooked_attention import AttentionHooks, AttnCall
+
+    m = torch.arange(1, 11, dtype=torch.float).expand(2, -1)  # positions 0..9 hold 1..10
+    call = AttnCall(layer=0, query_steps=torch.zeros(2, 1, dtype=torch.long), kv_len=4, hooks=AttentionHooks())
+    assert call.key_slice(m)[0].tolist() == [1, 2, 3, 4]
+    call.key_offset = 8
+    assert call.key_slice(m)[1].tolist() == [9, 10, 0, 0]
+    call.key_offset = 12
+    assert not call.key_slice(m.bool()).any() and call.key_slice(m.bool()).shape == (2, 4)
+    AttentionHooks().add("blocks.3.attn.hook_attn_mask", lambda m, c: None)
+    with pytest.raises(ValueError):
+        AttentionHooks().add("blocks.3.attn.hook_mask", lambda m, c: None)

@@ -20,7 +20,8 @@ a sliding-window cache layer keeps only the last window of keys, so consumers ma
 masks with ``call.key_slice(mask)``, never ``mask[:, :kv_len]``. The decoding loop sets ``hooks.seq_len``.
 The eager path computes what HF's eager attention of each family computes: ``scaling``, ``softcap``
 (tanh capping before the mask), ``s_aux`` (a learned per-head sink logit that takes a share of the
-softmax and is dropped), ``dropout`` (training only); ``sliding_window`` is already in the mask.
+softmax and is dropped), ``dropout`` (as passed: transformers passes 0 outside training);
+``sliding_window`` is already in the mask.
 """
 from __future__ import annotations
 
@@ -186,8 +187,6 @@ def hooked_attention_forward(module, query, key, value, attention_mask, scaling=
     layer = getattr(module, "layer_idx", 0)
     if scaling is None:
         scaling = query.shape[-1] ** -0.5
-    if not getattr(module, "training", False):
-        dropout = 0.0
     q_len, kv_len = query.shape[2], key.shape[2]
     mask = _additive_mask(attention_mask, query, kv_len)
     family_eager = softcap is not None or s_aux is not None
