@@ -20,28 +20,29 @@ import torch
 from interp.attention.cas import CASCapture, teacher_forced_cas
 from interp.errors import InterpError
 from interp.interventions.spec import Intervention, InterventionProvider
-from interp.models.generation import GenConfig, eos_ids, forward_teacher_forced, generate
+from interp.models.generation import GenConfig, eos_ids, forward_teacher_forced, generate, make_batch
 from interp.models.hooked_attention import install
-from interp.models.loading import SUPPORTED_MODEL_TYPES, LoadedModel, share_weights_clone
+from interp.models.loading import SUPPORTED_MODEL_TYPES, LoadedModel, load_model, load_tokenizer, share_weights_clone
 from interp.prompts import Prompt
 
 W = 6  # sliding window: shorter than every prompt
 N_NEW = 6
 CAS_TOL, LOGIT_TOL = 1e-5, 1e-4
-COMMON = dict(hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
-              num_key_value_heads=2, head_dim=16, max_position_embeddings=128, initializer_range=0.2,
-              tie_word_embeddings=False, pad_token_id=0)
-MOE = dict(num_experts=4, num_local_experts=4, num_experts_per_tok=2, moe_intermediate_size=32,
-           shared_expert_intermediate_size=32, decoder_sparse_step=1)
-SLIDING = dict(sliding_window=W)
-ALTERNATING = dict(sliding_window=W, layer_types=["sliding_attention", "full_attention"])
+COMMON = {"hidden_size": 64, "intermediate_size": 96, "num_hidden_layers": 2, "num_attention_heads": 4,
+          "num_key_value_heads": 2, "head_dim": 16, "max_position_embeddings": 128, "initializer_range": 0.2,
+          "tie_word_embeddings": False, "pad_token_id": 0}
+MOE = {"num_experts": 4, "num_local_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 32,
+       "shared_expert_intermediate_size": 32, "decoder_sparse_step": 1}
+SLIDING = {"sliding_window": W}
+ALTERNATING = {"sliding_window": W, "layer_types": ["sliding_attention", "full_attention"]}
+QWEN_SLIDING = {"use_sliding_window": True, "sliding_window": W, "max_window_layers": 1}  # layer 1 slides
 # model type -> variants (name, config overrides). Softcap far below the random models' logits so it matters.
 FAMILIES: dict[str, list[tuple[str, dict]]] = {
     "llama": [("base", {})],
     "mistral": [("base", {"sliding_window": None}), ("sliding", SLIDING)],
     "mixtral": [("sliding", {**MOE, **SLIDING})],
-    "qwen2": [("base", {}), ("sliding", dict(use_sliding_window=True, sliding_window=W, max_window_layers=1))],
-    "qwen3": [("sliding", dict(use_sliding_window=True, sliding_window=W, max_window_layers=1))],
+    "qwen2": [("base", {}), ("sliding", QWEN_SLIDING)],
+    "qwen3": [("sliding", QWEN_SLIDING)],
     "qwen2_moe": [("base", MOE)],
     "qwen3_moe": [("base", MOE)],
     "gemma": [("base", {})],
@@ -64,8 +65,6 @@ CASES = [(mt, name) for mt in sorted(FAMILIES) for name, _ in FAMILIES[mt]]
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from interp.models.loading import load_tokenizer
-
     n = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny models: one thread is fastest on a shared CPU
     yield load_tokenizer()
@@ -197,8 +196,6 @@ def test_family_conformance(model_type, variant, tokenizer):
     assert twin.config._attn_implementation == "eager" and model.hf.config._attn_implementation == "interp"
 
     # greedy ids == HF generate (eager) on the same left-padded batch
-    from interp.models.generation import make_batch
-
     batch = make_batch(tokenizer, prompts, model.device)
     with torch.no_grad():
         hf_out = twin.generate(input_ids=batch.input_ids, attention_mask=batch.attention_mask, do_sample=False,
@@ -278,8 +275,6 @@ def test_family_conformance(model_type, variant, tokenizer):
 def test_unsupported_model_type_is_refused(tmp_path):
     from transformers import AutoConfig
 
-    from interp.models.loading import load_model
-
     AutoConfig.for_model("bloom", n_layer=1, hidden_size=32, n_head=2).save_pretrained(tmp_path)
     with pytest.raises(InterpError) as e:
         load_model(str(tmp_path))
@@ -295,8 +290,6 @@ def test_unsupported_model_type_is_refused(tmp_path):
 
 def test_gemma2_loads_from_a_folder(tmp_path, tokenizer):
     """Gemma 2 has no SDPA: `load_model` must load it (eager) and switch it to hooked attention."""
-    from interp.models.loading import load_model
-
     m = tiny("gemma2", "softcap+sliding", tokenizer)
     m.hf.save_pretrained(tmp_path)
     tokenizer.save_pretrained(tmp_path)
