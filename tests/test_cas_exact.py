@@ -143,3 +143,13 @@ def test_token_attention_rows_sum_to_cas(embedded, tmp_path):
         assert np.abs(df.to_numpy().sum(1) - want).max() < TOL
     assert all(x.exists() for x in plot_token_attention(df, tmp_path / "tok"))
     assert len(token_attention_plotly(df).data) == 1
+
+
+def test_stored_cas_keeps_float32(tmp_path):
+    """Stored CAS is the live float32 capture bit for bit (float16 files were off by up to ~2e-4)."""
+    from interp.attention.storage import read_cas, save_cas
+
+    cas = np.random.default_rng(0).random((5, 3, 4, 2), dtype=np.float32)
+    rel = save_cas(tmp_path, "k", cas, ["a", "b", "__sink__", "__prompt__"], [3, 2, 1, 9])
+    back, spans, _ = read_cas(tmp_path, rel)
+    assert back.dtype == np.float32 and np.array_equal(back, cas) and spans[0] == "a"

@@ -201,7 +201,7 @@ def cas_report(run_dir: str | Path, span: str = "constraints", normalisation: st
         tf_check = max(float(np.abs(arr(d / TF_DIR, files[f"tf_{r['key']}"], "raw", None)
                                     - arr(d, r["cas_file"], "raw", None)).max()) for r in recs)
         notes.append(f"teacher-forced CAS used; max |teacher-forced - live| raw CAS = {tf_check:.2e} "
-                     "(files store float16, so ~1e-3 is agreement)")
+                     "(float32 files: ~1e-5 is agreement; older float16 files ~1e-3)")
         live = {r["key"]: arr(d / TF_DIR, files[f"tf_{r['key']}"]) for r in recs}
     ref: dict[str, np.ndarray] = {}
     if reference and recs:

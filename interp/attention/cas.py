@@ -47,7 +47,6 @@ class CASCapture:
     layers: Sequence[int] | None = None
     _out: torch.Tensor | None = field(default=None, repr=False)
     _masks: torch.Tensor | None = field(default=None, repr=False)
-    _mT: torch.Tensor | None = field(default=None, repr=False)
     _names: list[str] = field(default_factory=list, repr=False)
 
     def _groups(self, batch: Batch) -> dict[str, list[str]]:
@@ -68,8 +67,9 @@ class CASCapture:
         for b, p in enumerate(batch.prompts):
             sink[b, batch.pad[b]] = 1.0
             prompt[b, batch.pad[b]: batch.pad[b] + len(p.input_ids)] = 1.0
-        self._masks = torch.stack(masks + [sink, prompt], dim=1)  # [B, S, P]
-        self._mT = self._masks.transpose(1, 2)[:, None].contiguous()  # [B, 1, P, S]
+        # [B, S, P + max_steps] over absolute (padded) positions; generated positions are in no span, and the
+        # padding makes each call's `key_slice` a view
+        self._masks = torch.nn.functional.pad(torch.stack(masks + [sink, prompt], dim=1), (0, self.max_steps))
         self._out = torch.zeros(batch.size, self.max_steps, self.n_layers, len(self._names), self.n_heads,
                                 device=dev)
         layers = range(self.n_layers) if self.layers is None else self.layers
@@ -77,10 +77,10 @@ class CASCapture:
             hooks.add(f"blocks.{l}.attn.hook_pattern", self._hook)
 
     def _hook(self, pattern: torch.Tensor, call: AttnCall):
-        mT = self._mT if self._mT.device == pattern.device else self._mT.to(pattern.device)
-        P = mT.shape[2]
-        K = min(call.kv_len, P)  # keys past the prompt are generated tokens: never in a span
-        vals = torch.matmul(pattern[..., :K].float(), mT[:, :, :K]).permute(0, 2, 3, 1)  # [B, R, S, H]
+        masks = self._masks if self._masks.device == pattern.device else self._masks.to(pattern.device)
+        # this call's keys (a sliding-window layer sees only the last window); generated keys are in no span
+        mT = call.key_slice(masks).transpose(1, 2)[:, None]  # [B, 1, kv_len, S]
+        vals = torch.matmul(pattern.float(), mT).permute(0, 2, 3, 1)  # [B, R, S, H]
         vals = vals.to(self._out.device)
         if call.step is not None:
             if call.step < self.max_steps:
@@ -97,7 +97,7 @@ class CASCapture:
         lens = self._masks.sum(-1).cpu().numpy()
         res = [{"cas": out[b, :n].copy(), "cas_spans": list(self._names), "cas_span_len": lens[b].tolist()}
                for b, n in enumerate(n_tokens)]
-        self._out = self._masks = self._mT = None
+        self._out = self._masks = None
         return res
 
 

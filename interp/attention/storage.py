@@ -1,6 +1,7 @@
 """CAS arrays on disk: one compressed .npz per generation under ``<run>/cas/``, linked from records by key.
 
-Each file holds ``cas`` (float16 ``[steps, layers, spans, heads]``), ``spans`` (names) and ``span_len``.
+Each file holds ``cas`` (float32 ``[steps, layers, spans, heads]``: the live capture's own precision, so stored
+and teacher-forced values agree to ~1e-6; float16 would add up to ~2e-4), ``spans`` (names) and ``span_len``.
 Written atomically, so a crash never leaves a half-written array. `load_cas` gathers them into a
 labelled, NaN-padded array with dims (item, step, layer, head) for one span.
 """
@@ -15,13 +16,13 @@ import numpy as np
 
 
 def save_cas(run_dir: str | os.PathLike, key: str, cas: np.ndarray, spans: Sequence[str],
-             span_len: Sequence[float]) -> str:
-    """Store one generation's CAS; returns the path relative to the run directory (kept in the record)."""
+             span_len: Sequence[float], dtype=np.float32) -> str:
+    """Store one generation's CAS (as `dtype`); returns the path relative to the run directory (kept in the record)."""
     rel = f"cas/{key}.npz"
     path = Path(run_dir) / rel
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.stem + f".tmp{os.getpid()}.npz")
-    np.savez_compressed(tmp, cas=np.asarray(cas, dtype=np.float16), spans=np.array(list(spans)),
+    np.savez_compressed(tmp, cas=np.asarray(cas, dtype=dtype), spans=np.array(list(spans)),
                         span_len=np.asarray(span_len, dtype=np.float32))
     os.replace(tmp, path)
     return rel

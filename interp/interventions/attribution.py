@@ -42,12 +42,13 @@ class GateProvider:
             hooks.add(f"blocks.{l}.attn.hook_pattern", self._hook)
 
     def _hook(self, pattern: torch.Tensor, call: AttnCall):
-        K, P = pattern.shape[-1], self._keys.shape[1]
-        keys = self._keys[:, :K] if K <= P else torch.nn.functional.pad(self._keys, (0, K - P))
+        keys = call.key_slice(self._keys)
         sel = (call.query_steps >= 0)[:, None, :, None] & keys[:, None, None, :]
         g = self.gate[call.layer].to(pattern.dtype)[None, :, None, None]
         p = pattern * torch.where(sel, g, torch.ones_like(g))
-        return p / p.sum(-1, keepdim=True)
+        # a learned sink (gpt-oss) keeps its share of the row: renormalise over keys + sink
+        sink = call.sink_share if call.sink_share is not None else 0.0
+        return p / (p.sum(-1, keepdim=True) + sink)
 
     def collect(self, batch: Batch, n_tokens: list[int]) -> list[dict]:
         self._keys = None

@@ -194,9 +194,7 @@ class InterventionProvider:
             slot = {k: v.to(device) for k, v in slot.items()}
         steps = call.query_steps.to(slot["keys"].device)
         act = ((steps >= slot["lo"][:, None]) & (steps < slot["hi"][:, None])) | ((steps < 0) & slot["pre"][:, None])
-        keys = slot["keys"]
-        P = keys.shape[1]
-        keys = keys[:, :K] if K <= P else torch.nn.functional.pad(keys, (0, K - P))
+        keys = call.key_slice(slot["keys"])
         cell = slot["cells"][:, call.layer]
         return act[:, None, :, None] & cell[:, :, None, None] & keys[:, None, None, :]
 
@@ -221,9 +219,7 @@ class InterventionProvider:
             sel = sel & is_mean[:, None, None]
             if not bool(sel.any()):
                 continue
-            P = self._prompt_mask.shape[1]
-            prompt_keys = torch.zeros(v.shape[0], v.shape[2], dtype=torch.bool, device=v.device)
-            prompt_keys[:, :P] = self._prompt_mask.to(v.device)
+            prompt_keys = call.key_slice(self._prompt_mask.to(v.device))
             mean = (v * prompt_keys[:, None, :, None]).sum(2, keepdim=True) / prompt_keys.sum(1).clamp(min=1)[:, None, None, None]
             v = torch.where(sel[..., None], mean.expand_as(v), v)
         return v

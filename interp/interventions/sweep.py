@@ -122,6 +122,7 @@ def logp_rows(model, prompt: Prompt, output_ids: Sequence[int], rows: Sequence[S
     if flat:
         RowInterventions(model.n_layers, model.n_heads, rows).attach(hooks, batch)
     hooks.query_steps = torch.arange(n_o, device=dev).expand(B, -1)
+    hooks.seq_len = n_p - 1 + n_o
     handle = None
     if split:
         def expand(_module, args, kwargs):

@@ -1,9 +1,11 @@
 """Named, context-managed hook points inside every attention layer of a transformers model.
 
 We register an attention function ("interp") with transformers' AttentionInterface. With no hooks
-active it runs SDPA; inside `with hooks:` it computes the rows that produce generated tokens eagerly
-and calls, per layer l (TransformerLens naming):
+active it runs SDPA (eager for families SDPA cannot express: logit softcapping, learned sinks);
+inside `with hooks:` it calls, per layer l (TransformerLens naming):
 
+- ``blocks.{l}.attn.hook_attn_mask``    additive mask ``[batch, 1 or heads, rows, keys]`` of all query rows
+  (causal + padding + sliding window; 0 = allowed, dtype-min = masked); stays on SDPA
 - ``blocks.{l}.attn.hook_attn_scores``  pre-softmax scores ``[batch, heads, rows, keys]`` (may edit)
 - ``blocks.{l}.attn.hook_v``            values after GQA expansion ``[batch, heads, keys, d_head]`` (may edit)
 - ``blocks.{l}.attn.hook_pattern``      post-softmax pattern ``[batch, heads, rows, keys]`` (may edit)
@@ -11,6 +13,15 @@ and calls, per layer l (TransformerLens naming):
 Each hook gets ``(tensor, call: AttnCall)``; returning a tensor replaces it. ``call.query_steps``
 tells for every row which generated token it produces (-1: a prompt row that produces none), so
 hooks see every decoding step of the same KV-cached generation, and a teacher-forced pass alike.
+Score/v/pattern hooks see only the rows that produce generated tokens unless ``hooks.all_rows``.
+
+Keys of a call are the absolute (left-padded) positions ``[call.key_offset, call.key_offset + kv_len)``:
+a sliding-window cache layer keeps only the last window of keys, so consumers map their per-position
+masks with ``call.key_slice(mask)``, never ``mask[:, :kv_len]``. The decoding loop sets ``hooks.seq_len``.
+The eager path computes what HF's eager attention of each family computes: ``scaling``, ``softcap``
+(tanh capping before the mask), ``s_aux`` (a learned per-head sink logit that takes a share of the
+softmax and is dropped), ``dropout`` (as passed: transformers passes 0 outside training);
+``sliding_window`` is already in the mask.
 """
 from __future__ import annotations
 
@@ -23,21 +34,35 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-HOOK_KINDS = ("hook_attn_scores", "hook_v", "hook_pattern")
-_NAME = re.compile(r"^blocks\.(\d+|\*)\.attn\.(hook_attn_scores|hook_v|hook_pattern)$")
+HOOK_KINDS = ("hook_attn_mask", "hook_attn_scores", "hook_v", "hook_pattern")
+_NAME = re.compile(r"^blocks\.(\d+|\*)\.attn\.(" + "|".join(HOOK_KINDS) + r")$")
+_EAGER_KINDS = ("hook_attn_scores", "hook_v", "hook_pattern")
 _ACTIVE: contextvars.ContextVar["AttentionHooks | None"] = contextvars.ContextVar("interp_hooks", default=None)
 ATTN_NAME = "interp"
 
 
 @dataclass
 class AttnCall:
-    """What a hook knows about the call: layer, which generated step each row produces, key length."""
+    """What a hook knows about the call: layer, which generated step each row produces, which keys it sees."""
 
     layer: int
     query_steps: torch.Tensor  # [batch, rows] long, -1 = prompt row
     kv_len: int
     hooks: "AttentionHooks"
     step: int | None = None  # the one step all rows produce (KV-cached decoding), else None
+    key_offset: int = 0  # keys are absolute positions [key_offset, key_offset + kv_len)
+    sink_share: torch.Tensor | None = None  # [B, H, rows, 1] softmax share of a learned sink (gpt-oss), else None
+
+    def key_slice(self, mask: torch.Tensor) -> torch.Tensor:
+        """Columns ``key_offset : key_offset + kv_len`` of a per-position ``[..., T]`` mask (zero/False past T)."""
+        lo, hi = self.key_offset, self.key_offset + self.kv_len
+        T = mask.shape[-1]
+        if lo == 0 and hi == T:
+            return mask
+        part = mask[..., min(lo, T): min(hi, T)]
+        if part.shape[-1] < self.kv_len:
+            part = F.pad(part, (0, self.kv_len - part.shape[-1]))
+        return part
 
 
 HookFn = Callable[[torch.Tensor, AttnCall], "torch.Tensor | None"]
@@ -48,6 +73,8 @@ class AttentionHooks:
 
     `all_rows=True` makes the hooked path run on every query row, prompt rows included (needed by
     interventions that act during prefill); otherwise only rows that produce generated tokens.
+    `seq_len` is the absolute (padded) sequence length including this call's queries, set by the
+    decoding loop at every step; None means the keys are the whole sequence (no cache).
     """
 
     def __init__(self):
@@ -55,6 +82,7 @@ class AttentionHooks:
         self.all_rows = False
         self.query_steps: torch.Tensor | None = None
         self.step: int | None = None
+        self.seq_len: int | None = None
         self._token = None
 
     def add(self, name: str, fn: HookFn) -> "AttentionHooks":
@@ -85,6 +113,63 @@ def active_hooks() -> "AttentionHooks | None":
     return _ACTIVE.get()
 
 
+def _additive_mask(attention_mask, query, kv_len: int) -> torch.Tensor:
+    """The call's mask as an additive float ``[B, 1|H, q, kv_len]``; causal (queries last) when HF passes none."""
+    q_len = query.shape[2]
+    if attention_mask is None:
+        i = torch.arange(q_len, device=query.device)[:, None] + (kv_len - q_len)
+        allowed = torch.arange(kv_len, device=query.device)[None, :] <= i
+        attention_mask = allowed[None, None]
+    if attention_mask.dtype == torch.bool:
+        return torch.zeros(attention_mask.shape, dtype=query.dtype, device=query.device).masked_fill(
+            ~attention_mask, torch.finfo(query.dtype).min)[..., :kv_len]
+    return attention_mask[..., :kv_len]
+
+
+def _sdpa(query, key, value, mask, scaling, dropout):
+    n_rep = query.shape[1] // key.shape[1]
+    return F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout, scale=scaling,
+                                          enable_gqa=n_rep > 1)
+
+
+def _eager(q, key, value, mask, scaling, softcap, sinks, dropout, hooks, call):
+    """HF-eager attention of the query rows `q` [B, H, R, D] with the score/v/pattern hooks in between."""
+    B, H, R, D = q.shape
+    KVH, kv_len = key.shape[1], key.shape[2]
+    n_rep = H // KVH
+    # grouped-query attention without copying the KV cache: query heads kv*n_rep + r share KV head kv
+    scores = torch.matmul(q.reshape(B, KVH, n_rep * R, D), key.transpose(2, 3)).view(B, H, R, kv_len) * scaling
+    if softcap is not None:
+        scores = torch.tanh(scores / softcap) * softcap
+    scores = scores + mask
+    for fn in (hooks.fns(call.layer, "hook_attn_scores") if hooks is not None else []):
+        r = fn(scores, call)
+        if r is not None:
+            scores = r
+    if sinks is not None:
+        logits = torch.cat([scores, sinks.reshape(1, -1, 1, 1).expand(B, H, R, 1).to(scores.dtype)], dim=-1)
+        logits = logits - logits.max(dim=-1, keepdim=True).values
+        probs = torch.softmax(logits, dim=-1, dtype=logits.dtype)
+        pattern, call.sink_share = probs[..., :-1].to(q.dtype), probs[..., -1:]
+    else:
+        pattern = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
+    if dropout:
+        pattern = F.dropout(pattern, p=dropout, training=True)
+    v_hooks = hooks.fns(call.layer, "hook_v") if hooks is not None else []
+    v = _repeat_kv(value, n_rep) if v_hooks else None
+    for fn in v_hooks:
+        r = fn(v, call)
+        if r is not None:
+            v = r
+    for fn in (hooks.fns(call.layer, "hook_pattern") if hooks is not None else []):
+        r = fn(pattern, call)
+        if r is not None:
+            pattern = r
+    if v is None:
+        return torch.matmul(pattern.reshape(B, KVH, n_rep * R, kv_len), value).view(B, H, R, D)
+    return torch.matmul(pattern, v)
+
+
 def _repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
     if n_rep == 1:
         return x
@@ -92,68 +177,51 @@ def _repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
     return x[:, :, None].expand(b, h, n_rep, s, d).reshape(b, h * n_rep, s, d)
 
 
-def _sdpa(query, key, value, attention_mask, scaling):
-    n_rep = query.shape[1] // key.shape[1]
-    return F.scaled_dot_product_attention(
-        query, key, value, attn_mask=attention_mask if attention_mask is None else attention_mask[:, :, :, : key.shape[-2]],
-        scale=scaling, enable_gqa=n_rep > 1)
+def hooked_attention_forward(module, query, key, value, attention_mask, scaling=None, dropout=0.0, softcap=None,
+                             s_aux=None, sliding_window=None, **kwargs):
+    """Attention for transformers models: SDPA or HF-eager maths, with the active hooks in between.
 
-
-def hooked_attention_forward(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
-    """Attention for transformers models: SDPA, plus an eager path through the active hooks."""
+    `sliding_window` needs no handling here: transformers puts the window into the mask of sliding layers.
+    """
     hooks = _ACTIVE.get()
     layer = getattr(module, "layer_idx", 0)
     if scaling is None:
         scaling = query.shape[-1] ** -0.5
-    if attention_mask is not None and attention_mask.dtype == torch.bool:
-        attention_mask = torch.zeros(attention_mask.shape, dtype=query.dtype, device=query.device).masked_fill(
-            ~attention_mask, torch.finfo(query.dtype).min)
+    q_len, kv_len = query.shape[2], key.shape[2]
+    mask = _additive_mask(attention_mask, query, kv_len)
+    family_eager = softcap is not None or s_aux is not None
     if hooks is None or hooks.query_steps is None or not hooks.has_layer(layer):
-        out = _sdpa(query, key, value, attention_mask, scaling)
+        if family_eager:
+            out = _eager(query, key, value, mask, scaling, softcap, s_aux, dropout, None,
+                         AttnCall(layer, query.new_zeros(0, dtype=torch.long), kv_len, hooks))
+        else:
+            out = _sdpa(query, key, value, mask, scaling, dropout)
         return out.transpose(1, 2).contiguous(), None
     steps = hooks.query_steps
-    q_len, kv_len = query.shape[2], key.shape[2]
-    if hooks.all_rows or q_len == 1:
-        rows = None
-        q_rows, steps_rows = query, steps
-        out = None
+    seq_len = hooks.seq_len if hooks.seq_len is not None else kv_len
+    offset = max(0, seq_len - kv_len)
+    step = hooks.step if q_len == 1 else None
+    mask_fns = hooks.fns(layer, "hook_attn_mask")
+    if mask_fns:
+        call = AttnCall(layer=layer, query_steps=steps, kv_len=kv_len, hooks=hooks, step=step, key_offset=offset)
+        for fn in mask_fns:
+            r = fn(mask, call)
+            if r is not None:
+                mask = r
+    eager_hooks = any(hooks.fns(layer, k) for k in _EAGER_KINDS)
+    if not eager_hooks and not family_eager:
+        return _sdpa(query, key, value, mask, scaling, dropout).transpose(1, 2).contiguous(), None
+    if hooks.all_rows or q_len == 1 or family_eager:
+        rows, out = None, None
     else:
-        sel = (steps >= 0).any(0).nonzero().squeeze(-1)
-        if sel.numel() == 0:
-            out = _sdpa(query, key, value, attention_mask, scaling)
+        rows = (steps >= 0).any(0).nonzero().squeeze(-1)
+        out = _sdpa(query, key, value, mask, scaling, dropout)
+        if rows.numel() == 0:
             return out.transpose(1, 2).contiguous(), None
-        rows = sel
-        out = _sdpa(query, key, value, attention_mask, scaling)
-        q_rows, steps_rows = query[:, :, rows], steps[:, rows]
-    call = AttnCall(layer=layer, query_steps=steps_rows, kv_len=kv_len, hooks=hooks,
-                    step=hooks.step if q_len == 1 else None)
-    B, H, R, D = q_rows.shape
-    KVH = key.shape[1]
-    n_rep = H // KVH
-    # grouped-query attention without copying the KV cache: query heads kv*n_rep + r share KV head kv
-    scores = torch.matmul(q_rows.reshape(B, KVH, n_rep * R, D), key.transpose(2, 3)).view(B, H, R, kv_len) * scaling
-    if attention_mask is not None:
-        m = attention_mask[:, :, :, :kv_len]
-        scores = scores + (m if rows is None else m[:, :, rows])
-    for fn in hooks.fns(layer, "hook_attn_scores"):
-        r = fn(scores, call)
-        if r is not None:
-            scores = r
-    pattern = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
-    v_hooks = hooks.fns(layer, "hook_v")
-    v = _repeat_kv(value, n_rep) if v_hooks else None
-    for fn in v_hooks:
-        r = fn(v, call)
-        if r is not None:
-            v = r
-    for fn in hooks.fns(layer, "hook_pattern"):
-        r = fn(pattern, call)
-        if r is not None:
-            pattern = r
-    if v is None:
-        out_rows = torch.matmul(pattern.reshape(B, KVH, n_rep * R, kv_len), value).view(B, H, R, D)
-    else:
-        out_rows = torch.matmul(pattern, v)
+    q_rows, steps_rows = (query, steps) if rows is None else (query[:, :, rows], steps[:, rows])
+    mask_rows = mask if rows is None or mask.shape[2] == 1 else mask[:, :, rows]
+    call = AttnCall(layer=layer, query_steps=steps_rows, kv_len=kv_len, hooks=hooks, step=step, key_offset=offset)
+    out_rows = _eager(q_rows, key, value, mask_rows, scaling, softcap, s_aux, dropout, hooks, call)
     if rows is None:
         out = out_rows
     else:
@@ -166,8 +234,14 @@ _installed = False
 
 
 def install(model) -> None:
-    """Register the hooked attention with transformers and switch `model` to it (idempotent)."""
+    """Register the hooked attention with transformers and switch `model` to it (idempotent).
+
+    Raises `InterpError` for a model type whose hooked attention is not verified (see `check_supported`).
+    """
+    from .loading import check_supported
+
     global _installed
+    check_supported(model.config)
     if not _installed:
         from transformers import AttentionInterface
         from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, eager_mask

@@ -25,10 +25,11 @@ DEFAULT_MODEL = "smollm2-135m"
 DEFAULT_ALIASES = {"smollm2-135m", "default", "embedded", "HuggingFaceTB/SmolLM2-135M-Instruct-GGUF"}
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_HUB_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct"
-# Architectures whose HF attention goes through the pluggable attention interface (checked or known to).
+# Architectures whose attention goes through transformers' pluggable attention interface and whose hooked
+# attention is verified against HF eager attention by tests/test_conformance.py (every entry must be there).
 SUPPORTED_MODEL_TYPES = {
     "llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "phi3", "olmo", "olmo2",
-    "granite", "starcoder2", "smollm3", "qwen2_moe", "qwen3_moe", "mixtral",
+    "granite", "starcoder2", "smollm3", "qwen2_moe", "qwen3_moe", "mixtral", "gpt_neox", "gpt_oss", "gpt2", "phi",
 }
 log = logging.getLogger(__name__)
 
@@ -166,6 +167,19 @@ def _convert_gguf(path: Path) -> Path:
     return target
 
 
+def check_supported(config, what: str | None = None) -> None:
+    """Raise one `InterpError` naming the supported families (and how to add one) for any other model type."""
+    mt = getattr(config, "model_type", None)
+    if mt in SUPPORTED_MODEL_TYPES:
+        return
+    of = f" of {what!r}" if what else ""
+    raise InterpError(
+        f"model type {mt!r}{of} is not supported for hooked attention (CAS and interventions would not be checked "
+        f"against HF eager attention); supported: {', '.join(sorted(SUPPORTED_MODEL_TYPES))}. To add a family, "
+        f"add it to SUPPORTED_MODEL_TYPES and to FAMILIES in tests/test_conformance.py and make that suite pass "
+        f"(README: 'Adding a model family')")
+
+
 def load_tokenizer(spec: str | None = DEFAULT_MODEL):
     """Only the tokenizer of `spec` (for span bookkeeping when generation runs on an HTTP backend)."""
     from transformers import AutoTokenizer
@@ -249,10 +263,7 @@ def load_model(spec: str | None = DEFAULT_MODEL, dtype: str | torch.dtype | None
             f"[{str(e).splitlines()[0][:160]}]") from None
     except ValueError as e:
         raise InterpError(f"cannot load {spec!r}: unsupported model ({str(e).splitlines()[0][:200]})") from None
-    if cfg.model_type not in SUPPORTED_MODEL_TYPES:
-        raise InterpError(
-            f"architecture {cfg.model_type!r} of {spec!r} is not supported for hooked attention; supported: "
-            f"{', '.join(sorted(SUPPORTED_MODEL_TYPES))}")
+    check_supported(cfg, spec)
     kwargs: dict[str, Any] = {"dtype": torch_dtype, "revision": revision}
     if device_map is None and dev == "cuda" and torch.cuda.device_count() > 1:
         device_map = "auto"  # shard a big model over all visible GPUs (accelerate)
@@ -260,7 +271,8 @@ def load_model(spec: str | None = DEFAULT_MODEL, dtype: str | torch.dtype | None
         kwargs["device_map"] = device_map
     try:
         tok = AutoTokenizer.from_pretrained(str(folder), revision=revision)
-        hf = AutoModelForCausalLM.from_pretrained(str(folder), attn_implementation="sdpa", **kwargs)
+        # eager: every family supports it (Gemma 2 and gpt-oss have no SDPA); `install` switches to hooked attention
+        hf = AutoModelForCausalLM.from_pretrained(str(folder), attn_implementation="eager", **kwargs)
     except OSError as e:
         raise InterpError(f"cannot load weights of {spec!r}: {str(e).splitlines()[0][:200]}") from None
     if device_map is None:
