@@ -4,6 +4,8 @@ We register an attention function ("interp") with transformers' AttentionInterfa
 active it runs SDPA; inside `with hooks:` it computes the rows that produce generated tokens eagerly
 and calls, per layer l (TransformerLens naming):
 
+- ``blocks.{l}.attn.hook_attn_mask``    additive attention mask ``[batch, 1 or heads, q_rows, keys]`` (may edit;
+  a layer with only mask hooks stays on SDPA, no pattern is materialised)
 - ``blocks.{l}.attn.hook_attn_scores``  pre-softmax scores ``[batch, heads, rows, keys]`` (may edit)
 - ``blocks.{l}.attn.hook_v``            values after GQA expansion ``[batch, heads, keys, d_head]`` (may edit)
 - ``blocks.{l}.attn.hook_pattern``      post-softmax pattern ``[batch, heads, rows, keys]`` (may edit)
@@ -23,8 +25,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-HOOK_KINDS = ("hook_attn_scores", "hook_v", "hook_pattern")
-_NAME = re.compile(r"^blocks\.(\d+|\*)\.attn\.(hook_attn_scores|hook_v|hook_pattern)$")
+HOOK_KINDS = ("hook_attn_mask", "hook_attn_scores", "hook_v", "hook_pattern")
+_NAME = re.compile(r"^blocks\.(\d+|\*)\.attn\.(" + "|".join(HOOK_KINDS) + r")$")
 _ACTIVE: contextvars.ContextVar["AttentionHooks | None"] = contextvars.ContextVar("interp_hooks", default=None)
 ATTN_NAME = "interp"
 
@@ -38,6 +40,13 @@ class AttnCall:
     kv_len: int
     hooks: "AttentionHooks"
     step: int | None = None  # the one step all rows produce (KV-cached decoding), else None
+    key_offset: int = 0  # keys of this call are absolute positions [key_offset, key_offset + kv_len)
+
+    def key_slice(self, mask: torch.Tensor) -> torch.Tensor:
+        """``[..., T]`` over absolute positions -> ``[..., kv_len]`` for this call's keys (zero/False past T)."""
+        part = mask[..., self.key_offset: self.key_offset + self.kv_len]
+        short = self.kv_len - part.shape[-1]
+        return F.pad(part, (0, short)) if short > 0 else part
 
 
 HookFn = Callable[[torch.Tensor, AttnCall], "torch.Tensor | None"]
@@ -55,6 +64,7 @@ class AttentionHooks:
         self.all_rows = False
         self.query_steps: torch.Tensor | None = None
         self.step: int | None = None
+        self.seq_len: int | None = None  # absolute sequence length of this forward (set by the decoding loop)
         self._token = None
 
     def add(self, name: str, fn: HookFn) -> "AttentionHooks":
@@ -70,6 +80,10 @@ class AttentionHooks:
 
     def has_layer(self, layer: int) -> bool:
         return layer in self._fns or "*" in self._fns
+
+    def needs_eager(self, layer: int) -> bool:
+        """Whether this layer has hooks that need the eager path (anything but mask hooks)."""
+        return any(self.fns(layer, k) for k in HOOK_KINDS if k != "hook_attn_mask")
 
     def __enter__(self):
         self._token = _ACTIVE.set(self)
@@ -113,6 +127,21 @@ def hooked_attention_forward(module, query, key, value, attention_mask, scaling=
         return out.transpose(1, 2).contiguous(), None
     steps = hooks.query_steps
     q_len, kv_len = query.shape[2], key.shape[2]
+    key_offset = 0 if hooks.seq_len is None else hooks.seq_len - kv_len
+    mask_fns = hooks.fns(layer, "hook_attn_mask")
+    if mask_fns:
+        m = (torch.zeros(1, 1, q_len, kv_len, dtype=query.dtype, device=query.device) if attention_mask is None
+             else attention_mask[:, :, :, :kv_len])
+        call = AttnCall(layer=layer, query_steps=steps, kv_len=kv_len, hooks=hooks,
+                        step=hooks.step if q_len == 1 else None, key_offset=key_offset)
+        for fn in mask_fns:
+            r = fn(m, call)
+            if r is not None:
+                m = r
+        attention_mask = m
+        if not hooks.needs_eager(layer):
+            out = _sdpa(query, key, value, attention_mask, scaling)
+            return out.transpose(1, 2).contiguous(), None
     if hooks.all_rows or q_len == 1:
         rows = None
         q_rows, steps_rows = query, steps
@@ -126,7 +155,7 @@ def hooked_attention_forward(module, query, key, value, attention_mask, scaling=
         out = _sdpa(query, key, value, attention_mask, scaling)
         q_rows, steps_rows = query[:, :, rows], steps[:, rows]
     call = AttnCall(layer=layer, query_steps=steps_rows, kv_len=kv_len, hooks=hooks,
-                    step=hooks.step if q_len == 1 else None)
+                    step=hooks.step if q_len == 1 else None, key_offset=key_offset)
     B, H, R, D = q_rows.shape
     KVH = key.shape[1]
     n_rep = H // KVH
