@@ -65,8 +65,9 @@ def _decoder_layers(hf):
 def answer_logp(logits: torch.Tensor, output_ids: Sequence[int]) -> torch.Tensor:
     """Sum over tokens of log p(output token t | ...) from logits ``[B, n_out, V]`` aligned to the outputs."""
     ids = torch.as_tensor(list(output_ids), device=logits.device)
-    lp = torch.log_softmax(logits.float(), -1)
-    return lp.gather(-1, ids.expand(logits.shape[0], -1)[..., None]).squeeze(-1).sum(-1)
+    x = logits.float()
+    picked = x.gather(-1, ids.expand(logits.shape[0], -1)[..., None]).squeeze(-1)
+    return (picked - torch.logsumexp(x, -1)).sum(-1)
 
 
 class PrefixCache:
@@ -122,6 +123,7 @@ def logp_rows(model, prompt: Prompt, output_ids: Sequence[int], rows: Sequence[S
     if flat:
         RowInterventions(model.n_layers, model.n_heads, rows).attach(hooks, batch)
     hooks.query_steps = torch.arange(n_o, device=dev).expand(B, -1)
+    hooks.seq_len = n_p - 1 + n_o
     handle = None
     if split:
         def expand(_module, args, kwargs):

@@ -219,6 +219,7 @@ def generate_batch(model, tokenizer, batch: Batch, cfg: GenConfig,
         for step in range(cfg.max_new_tokens):
             hooks.query_steps = steps
             hooks.step = step if step > 0 else None
+            hooks.seq_len = P + step
             logits = model(input_ids=inp, attention_mask=attn, position_ids=cur_pos, past_key_values=cache,
                            use_cache=True, logits_to_keep=1).logits[:, -1, :]
             nxt = _sample(logits, cfg, gens)
@@ -286,6 +287,7 @@ def forward_teacher_forced(model, tokenizer, prompts: Sequence[Prompt], outputs:
     for p in providers:
         p.attach(hooks, batch)
     hooks.query_steps = steps.to(device)
+    hooks.seq_len = L
     pos = (mask.cumsum(-1) - 1).clamp(min=0).to(device)
     with hooks, torch.set_grad_enabled(grad):
         logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=pos,
