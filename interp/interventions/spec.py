@@ -115,9 +115,11 @@ class MeanAblate(InterventionOp):
     edits = "values"
 
     def edit_values(self, v, sel, ctx):
-        pk = ctx.prompt_keys[:, None, :, None].to(v.dtype)
-        mean = (v * pk).sum(2, keepdim=True) / pk.sum(2, keepdim=True).clamp(min=1)
-        return torch.where(sel[..., None], mean.expand_as(v), v)
+        mean = ctx.memo.get("mean")
+        if mean is None:  # the prompt's values are the same at every decoding step: averaged once per layer
+            pk = ctx.prompt_keys[:, None, :, None].to(v.dtype)
+            mean = ctx.memo["mean"] = (v * pk).sum(2, keepdim=True) / pk.sum(2, keepdim=True).clamp(min=1)
+        return torch.where(sel[..., None], mean, v)
 
 
 @dataclass(frozen=True)
@@ -217,9 +219,12 @@ def random_span(prompt: Prompt, ref: tuple[int, int], seed: int) -> range:
 
 @dataclass
 class _ValueContext:
-    """What a value op may use besides the values: which keys are prompt tokens (``[B, K]`` bool)."""
+    """What a value op may use besides the values: which keys are prompt tokens (``[B, K]`` bool), and `memo`,
+    a dict private to this op and layer that lasts for the batch while the call's keys start at the same
+    absolute position (for quantities of the prompt's keys, which no decoding step changes)."""
 
     prompt_keys: torch.Tensor
+    memo: dict
 
 
 @dataclass
@@ -362,11 +367,13 @@ class InterventionProvider:
         p = self._plan
         act = self._active(call).amax(-1)  # [S, B]: active for any query row of this call
         keys = self._keys(call)
-        ctx = _ValueContext(call.key_slice(p.prompt) > 0)
+        prompt_keys = call.key_slice(p.prompt) > 0
         for name, per_layer in p.values.items():
             sel_l = per_layer.get(call.layer)
             if sel_l is not None:
-                v = OPS[name].edit_values(v, torch.einsum("sb,sbh,sbk->bhk", act, sel_l, keys) > 0, ctx)
+                memo = self._cache.setdefault(("memo", name, call.layer, call.key_offset), {})
+                v = OPS[name].edit_values(v, torch.einsum("sb,sbh,sbk->bhk", act, sel_l, keys) > 0,
+                                          _ValueContext(prompt_keys, memo))
         return v
 
     def collect(self, batch: Batch, n_tokens: list[int]) -> list[dict]:
