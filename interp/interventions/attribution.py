@@ -42,8 +42,7 @@ class GateProvider:
             hooks.add(f"blocks.{l}.attn.hook_pattern", self._hook)
 
     def _hook(self, pattern: torch.Tensor, call: AttnCall):
-        K, P = pattern.shape[-1], self._keys.shape[1]
-        keys = self._keys[:, :K] if K <= P else torch.nn.functional.pad(self._keys, (0, K - P))
+        keys = call.key_slice(self._keys)
         sel = (call.query_steps >= 0)[:, None, :, None] & keys[:, None, None, :]
         g = self.gate[call.layer].to(pattern.dtype)[None, :, None, None]
         p = pattern * torch.where(sel, g, torch.ones_like(g))
