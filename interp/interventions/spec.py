@@ -233,7 +233,7 @@ class _Plan:
 
     keys ``[S*B, P]`` float (target key positions), window ``lo``/``hi``/``pre`` ``[S, B, 1]``; per layer
     ``bias[l]``/``knock[l]`` ``[S, B, H]`` (additive mask bias / knockout flag where the slot acts) and per
-    value op ``values[name][l]`` ``[S, B, H]``; ``layers_*`` name the layers that get a hook.
+    value op ``values[name][l]`` ``[S, B, H]``, present only for layers some row touches (they get the hooks).
     """
 
     S: int
