@@ -6,10 +6,13 @@ import pytest
 import torch
 
 from interp.attention.cas import CASCapture
+from interp.errors import InterpError
+from interp.interventions import spec
 from interp.interventions import (GateProvider, Intervention, InterventionProvider, RowInterventions,
                                   attribution_vs_actual, logp_rows, sweep_heads, sweep_heads_sequential)
 from interp.interventions.sweep import PrefixCache, answer_logp
 from interp.models.generation import GenConfig, forward_teacher_forced, generate
+from interp.models.hooked_attention import AttentionHooks
 from interp.prompts import Part, build_prompt
 
 
@@ -133,3 +136,60 @@ def test_attribution_gate_zero_is_knockout_and_tracks_the_sweep(model, item):
     sweep = sweep_heads(model, p, out, layers=[13, 14], per_layer=False)
     rho, pval, df = attribution_vs_actual(model, p, out, sweep=sweep)
     assert len(df) == 2 * model.n_heads and np.isfinite(rho) and rho > 0
+
+
+def test_bad_ops_are_one_clear_error():
+    with pytest.raises(InterpError, match="unknown intervention op 'erase'"):
+        Intervention(op="erase")
+    with pytest.raises(InterpError, match="alpha > 0"):
+        Intervention(op="scale", alpha=0.0)
+
+
+def test_an_op_is_one_registered_class(model, item, monkeypatch):
+    """Adding an op = one class + register_op; duplicate names are refused unless replace=True."""
+    monkeypatch.setattr(spec, "OPS", dict(spec.OPS))
+
+    @spec.register_op
+    class Halve(spec.InterventionOp):
+        name = "halve_test"
+
+        def mask_bias(self, iv):
+            return float(np.log(0.5))
+
+    with pytest.raises(ValueError, match="already registered"):
+        spec.register_op(type("Other", (spec.InterventionOp,), {"name": "halve_test"}))
+    spec.register_op(Halve, replace=True)
+    p, out = item
+    iv = Intervention(op="halve_test", layers=(5, 6))
+    assert Intervention.from_dict(json.loads(json.dumps(iv.to_dict()))) == iv
+    lp = logp_rows(model, p, out, [[iv], [Intervention(op="scale", alpha=0.5, layers=(5, 6))], []])
+    assert abs(float(lp[0] - lp[1])) <= 1e-5 and abs(float(lp[0] - lp[2])) > 1e-3
+
+
+def test_scale_on_the_mask_matches_an_eager_reference(model, item):
+    """scale via hook_attn_mask (SDPA) == log(alpha) added by hand to the eager scores of generated rows."""
+    p, out = item
+    n_p, alpha, layers = len(p.input_ids), 0.25, (4, 9)
+    iv = Intervention(op="scale", alpha=alpha, layers=layers)
+    fast, _, _ = forward_teacher_forced(model.hf, model.tokenizer, [p], [out],
+                                        [RowInterventions(model.n_layers, model.n_heads, [[iv]])])
+    s, e = p.spans["constraint_0"]
+
+    class Ref:
+        def attach(self, hooks: AttentionHooks, batch):
+            for l in layers:
+                hooks.add(f"blocks.{l}.attn.hook_attn_scores", self.hook)
+
+        def hook(self, scores, call):
+            bias = torch.zeros_like(scores)
+            bias[..., s:e] = float(np.log(alpha))
+            return scores + bias * (call.query_steps >= 0)[:, None, :, None]
+
+        def collect(self, batch, n_tokens):
+            return [{}]
+
+    ref, _, _ = forward_teacher_forced(model.hf, model.tokenizer, [p], [out], [Ref()])
+    plain, _, _ = forward_teacher_forced(model.hf, model.tokenizer, [p], [out])
+    sl = slice(n_p - 1, n_p - 1 + len(out))
+    assert (fast[:, sl] - ref[:, sl]).abs().max() <= 1e-4
+    assert (fast[:, sl] - plain[:, sl]).abs().max() > 1e-2

@@ -4,10 +4,17 @@ An `Intervention` names a target span, an operation and where it acts; `Interven
 turns per-row lists of them into attention hooks for one batch, so a batch can run a different
 intervention in every row (batched sweeps) and several interventions compose in one row.
 
-Operations (applied to pre-softmax scores of the selected query rows, heads and target keys):
-- ``knockout``: scores set to the dtype's minimum (attention on the target becomes exactly 0);
-- ``scale``: add log(alpha); alpha < 1 damps, alpha > 1 boosts, softmax renormalises (PASTA-style);
+Operations are small registered classes (`InterventionOp`; one class = one op, `register_op`):
+- ``knockout``: the selected (query row, head, target key) entries of the attention mask set to the
+  dtype's minimum (attention on the target becomes exactly 0);
+- ``scale``: log(alpha) added to those mask entries; alpha < 1 damps, alpha > 1 boosts, softmax
+  renormalises (PASTA-style);
 - ``mean_ablate``: the target keys' value vectors replaced by the mean value over the prompt.
+
+Everything a batch needs (per-layer key biases, knockout selections, per-row step windows) is built
+once per batch on the model's device; each hook is then a few fused tensor operations with no Python
+loop over rows or interventions and no host synchronisation. Mask ops use ``hook_attn_mask``, so
+their layers stay on SDPA; layers no row touches get no hook.
 """
 from __future__ import annotations
 
@@ -15,16 +22,104 @@ import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import numpy as np
 import torch
 
+from ..errors import InterpError
 from ..models.generation import Batch
 from ..models.hooked_attention import AttentionHooks, AttnCall
 from ..prompts import Prompt
 
-OPS = ("knockout", "scale", "mean_ablate")
+
+class InterventionOp:
+    """One intervention operation. Subclasses set `name` and override exactly one way of editing:
+
+    - `mask_bias(iv)`: a float added to the attention mask on the selected entries (``-inf`` = knockout);
+      runs as a ``hook_attn_mask`` (SDPA stays on);
+    - `edit_values(v, sel, ctx)`: new values ``[B, H, K, D]`` given ``sel`` ``[B, H, K]`` (the selected keys)
+      and ``ctx.prompt_keys`` ``[B, K]``; runs as a ``hook_v``.
+    `check(iv)` validates an intervention's parameters (raise `InterpError`).
+    """
+
+    name: ClassVar[str] = ""
+    edits: ClassVar[str] = "mask"  # "mask" | "values"
+
+    def check(self, iv: "Intervention") -> None:
+        return None
+
+    def mask_bias(self, iv: "Intervention") -> float:
+        raise NotImplementedError
+
+    def edit_values(self, v: torch.Tensor, sel: torch.Tensor, ctx: "_ValueContext") -> torch.Tensor:
+        raise NotImplementedError
+
+
+OPS: dict[str, InterventionOp] = {}
+
+
+def register_op(cls=None, *, replace: bool = False):
+    """Class decorator: registers one instance of an `InterventionOp` subclass under `cls.name`.
+
+    A second op under a taken name is an error unless `replace=True` says it is meant.
+    """
+
+    def deco(c):
+        inst = c()
+        if not inst.name or inst.edits not in ("mask", "values"):
+            raise ValueError(f"{c.__name__} needs a `name` and `edits` in ('mask', 'values')")
+        if inst.name in OPS and not replace:
+            raise ValueError(f"intervention op {inst.name!r} is already registered; pass replace=True to replace it")
+        OPS[inst.name] = inst
+        return c
+
+    return deco if cls is None else deco(cls)
+
+
+def get_op(name: str) -> InterventionOp:
+    if name not in OPS:
+        raise InterpError(f"unknown intervention op {name!r}; choose from {', '.join(OPS)}")
+    return OPS[name]
+
+
+@register_op
+class Knockout(InterventionOp):
+    """Attention on the target becomes exactly 0 (mask entries set to the dtype's minimum)."""
+
+    name = "knockout"
+
+    def mask_bias(self, iv):
+        return -math.inf
+
+
+@register_op
+class Scale(InterventionOp):
+    """Attention on the target multiplied by alpha before renormalisation (log(alpha) added to the mask)."""
+
+    name = "scale"
+
+    def check(self, iv):
+        if not iv.alpha > 0:
+            raise InterpError("scale needs alpha > 0 (use knockout for alpha = 0)")
+
+    def mask_bias(self, iv):
+        return math.log(iv.alpha)
+
+
+@register_op
+class MeanAblate(InterventionOp):
+    """The target keys' value vectors replaced by the mean value over the prompt's tokens."""
+
+    name = "mean_ablate"
+    edits = "values"
+
+    def edit_values(self, v, sel, ctx):
+        mean = ctx.memo.get("mean")
+        if mean is None:  # the prompt's values are the same at every decoding step: averaged once per layer
+            pk = ctx.prompt_keys[:, None, :, None].to(v.dtype)
+            mean = ctx.memo["mean"] = (v * pk).sum(2, keepdim=True) / pk.sum(2, keepdim=True).clamp(min=1)
+        return torch.where(sel[..., None], mean, v)
 
 
 @dataclass(frozen=True)
@@ -46,10 +141,7 @@ class Intervention:
     label: str = ""
 
     def __post_init__(self):
-        if self.op not in OPS:
-            raise ValueError(f"unknown op {self.op!r}; choose from {OPS}")
-        if self.op == "scale" and not self.alpha > 0:
-            raise ValueError("scale needs alpha > 0 (use knockout for alpha = 0)")
+        get_op(self.op).check(self)
         object.__setattr__(self, "target", tuple([self.target] if isinstance(self.target, str) else self.target))
         if self.layers is not None:
             object.__setattr__(self, "layers", tuple(int(x) for x in self.layers))
@@ -126,14 +218,52 @@ def random_span(prompt: Prompt, ref: tuple[int, int], seed: int) -> range:
 
 
 @dataclass
+class _ValueContext:
+    """What a value op may use besides the values: which keys are prompt tokens (``[B, K]`` bool), and `memo`,
+    a dict private to this op and layer that lasts for the batch while the call's keys start at the same
+    absolute position (for quantities of the prompt's keys, which no decoding step changes)."""
+
+    prompt_keys: torch.Tensor
+    memo: dict
+
+
+@dataclass
+class _Plan:
+    """One batch's interventions as tensors on the model's device (S = interventions per row, padded).
+
+    keys ``[S*B, P]`` float (target key positions), window ``lo``/``hi``/``pre`` ``[S, B, 1]``; per layer
+    ``bias[l]``/``knock[l]`` ``[S, B, H]`` (additive mask bias / knockout flag where the slot acts) and per
+    value op ``values[name][l]`` ``[S, B, H]``, present only for layers some row touches (they get the hooks).
+    """
+
+    S: int
+    B: int
+    keys: torch.Tensor
+    lo: torch.Tensor
+    hi: torch.Tensor
+    pre: torch.Tensor
+    prompt: torch.Tensor
+    bias: dict[int, torch.Tensor]
+    knock: dict[int, torch.Tensor]
+    values: dict[str, dict[int, torch.Tensor]]
+
+
+_NO_END = 1 << 40
+
+
+@dataclass
 class InterventionProvider:
-    """Hook provider: row b runs `shared + batch.extras[b]["interventions"]` (composed in order)."""
+    """Hook provider: row b runs `shared + batch.extras[b]["interventions"]` (composed in order).
+
+    Composition: additive biases add up, a knockout wins over any bias, and several value ops of one kind
+    act on the union of their selections (values computed from the unedited values).
+    """
 
     n_layers: int
     n_heads: int
     shared: Sequence[Intervention] = ()
-    _slots: list = field(default_factory=list, repr=False)
-    _prompt_mask: torch.Tensor | None = field(default=None, repr=False)
+    _plan: _Plan | None = field(default=None, repr=False)
+    _cache: dict = field(default_factory=dict, repr=False)
 
     def rows(self, batch: Batch) -> list[list[Intervention]]:
         out = []
@@ -146,85 +276,107 @@ class InterventionProvider:
 
     def attach(self, hooks: AttentionHooks, batch: Batch) -> None:
         rows = self.rows(batch)
-        n_slots = max((len(r) for r in rows), default=0)
-        if n_slots == 0:
+        S = max((len(r) for r in rows), default=0)
+        if S == 0:
             return
+        B, P, L, H = batch.size, batch.prompt_len, self.n_layers, self.n_heads
+        keys = np.zeros((S, B, P), np.float32)
+        cells = np.zeros((S, B, L, H), bool)
+        lo = np.zeros((S, B), np.int64)
+        hi = np.full((S, B), -1, np.int64)
+        pre = np.zeros((S, B), bool)
+        bias = np.zeros((S, B), np.float64)
+        knock = np.zeros((S, B), bool)
+        vals: dict[str, np.ndarray] = {}
+        for b, r in enumerate(rows):
+            for s, iv in enumerate(r):
+                op = get_op(iv.op)
+                pos = [batch.pad[b] + p for p in target_positions(batch.prompts[b], iv)]
+                keys[s, b, pos] = 1.0
+                cells[s, b] = iv.head_mask(L, H)
+                lo[s, b], hi[s, b] = iv.steps[0], _NO_END if iv.steps[1] is None else iv.steps[1]
+                pre[s, b] = iv.prefill
+                if op.edits == "values":
+                    vals.setdefault(op.name, np.zeros((S, B), bool))[s, b] = True
+                else:
+                    bb = op.mask_bias(iv)
+                    knock[s, b] = bb == -math.inf
+                    bias[s, b] = 0.0 if knock[s, b] else bb
         dev = batch.input_ids.device
-        B, P = batch.size, batch.prompt_len
-        self._slots = []
-        any_prefill = False
-        for i in range(n_slots):
-            keys = torch.zeros(B, P, dtype=torch.bool)
-            cells = torch.zeros(B, self.n_layers, self.n_heads, dtype=torch.bool)
-            lo = torch.zeros(B, dtype=torch.long)
-            hi = torch.full((B,), -1, dtype=torch.long)
-            pre = torch.zeros(B, dtype=torch.bool)
-            op = torch.full((B,), -1, dtype=torch.long)
-            logalpha = torch.zeros(B)
-            for b, r in enumerate(rows):
-                if i >= len(r):
-                    continue
-                iv = r[i]
-                for p in target_positions(batch.prompts[b], iv):
-                    keys[b, batch.pad[b] + p] = True
-                cells[b] = torch.from_numpy(iv.head_mask(self.n_layers, self.n_heads))
-                lo[b], hi[b] = iv.steps[0], (1 << 40) if iv.steps[1] is None else iv.steps[1]
-                pre[b] = iv.prefill
-                any_prefill |= iv.prefill
-                op[b] = OPS.index(iv.op)
-                logalpha[b] = math.log(iv.alpha) if iv.op == "scale" else 0.0
-            self._slots.append({k: v.to(dev) for k, v in dict(keys=keys, cells=cells, lo=lo, hi=hi, pre=pre, op=op,
-                                                               logalpha=logalpha).items()})
-        self._prompt_mask = torch.zeros(B, P, dtype=torch.bool, device=dev)  # prompt tokens only, never outputs
+        tens = lambda a, dt: torch.as_tensor(a, dtype=dt, device=dev)  # noqa: E731
+        prompt = np.zeros((B, P), bool)
         for b, p in enumerate(batch.prompts):
-            self._prompt_mask[b, batch.pad[b]: batch.pad[b] + len(p.input_ids)] = True
-        hooks.all_rows = hooks.all_rows or any_prefill
-        ops = {int(o) for s in self._slots for o in s["op"].tolist() if o >= 0}
-        for l in range(self.n_layers):
-            if not any(bool(s["cells"][:, l].any()) for s in self._slots):
-                continue
-            if ops & {0, 1}:
-                hooks.add(f"blocks.{l}.attn.hook_attn_scores", self._scores_hook)
-            if 2 in ops:
+            prompt[b, batch.pad[b]: batch.pad[b] + len(p.input_ids)] = True
+        plan = _Plan(S, B, tens(keys.reshape(S * B, P), torch.float32), tens(lo[..., None], torch.long),
+                     tens(hi[..., None], torch.long), tens(pre[..., None], torch.bool), tens(prompt, torch.float32),
+                     {}, {}, {})
+        for l in range(L):
+            c = cells[:, :, l]  # [S, B, H]
+            b_l, k_l = c * bias[..., None], c & knock[..., None]
+            if b_l.any():
+                plan.bias[l] = tens(b_l, torch.float32)
+            if k_l.any():
+                plan.knock[l] = tens(k_l, torch.float32)
+            if plan.bias.get(l) is not None or plan.knock.get(l) is not None:
+                hooks.add(f"blocks.{l}.attn.hook_attn_mask", self._mask_hook)
+            touched = False
+            for name, m in vals.items():
+                v_l = c & m[..., None]
+                if v_l.any():
+                    plan.values.setdefault(name, {})[l] = tens(v_l, torch.float32)
+                    touched = True
+            if touched:
                 hooks.add(f"blocks.{l}.attn.hook_v", self._v_hook)
+        hooks.all_rows = hooks.all_rows or bool(pre.any())
+        self._plan, self._cache = plan, {}
 
-    def _select(self, slot, call: AttnCall, K: int, device=None):
-        """[B, H, R, K] bool of the score entries a slot acts on in this call."""
-        if device is not None and slot["keys"].device != device:
-            slot = {k: v.to(device) for k, v in slot.items()}
-        steps = call.query_steps.to(slot["keys"].device)
-        act = ((steps >= slot["lo"][:, None]) & (steps < slot["hi"][:, None])) | ((steps < 0) & slot["pre"][:, None])
-        keys = call.key_slice(slot["keys"])
-        cell = slot["cells"][:, call.layer]
-        return act[:, None, :, None] & cell[:, :, None, None] & keys[:, None, None, :]
+    def _active(self, call: AttnCall) -> torch.Tensor:
+        """``[S, B, rows]`` float: 1 where a slot's step window (or prefill) covers a query row of this call."""
+        steps = call.query_steps
+        hit = self._cache.get("act")
+        if hit is not None and hit[0] is steps:
+            return hit[1]
+        p = self._plan
+        s = steps[None]
+        act = (((s >= p.lo) & (s < p.hi)) | ((s < 0) & p.pre)).float()
+        self._cache["act"] = (steps, act)
+        return act
 
-    def _scores_hook(self, scores: torch.Tensor, call: AttnCall):
-        for slot in self._slots:
-            sel = self._select(slot, call, scores.shape[-1], scores.device)
-            op = slot["op"].to(scores.device)
-            knock = sel & (op == 0)[:, None, None, None]
-            scale = sel & (op == 1)[:, None, None, None]
-            if bool(scale.any()):
-                scores = scores + scale * slot["logalpha"].to(scores.device, scores.dtype)[:, None, None, None]
-            if bool(knock.any()):
-                scores = scores.masked_fill(knock, torch.finfo(scores.dtype).min)
-        return scores
+    def _keys(self, call: AttnCall) -> torch.Tensor:
+        """``[S, B, kv_len]`` float target-key indicator for this call's keys (shared by all layers of a step)."""
+        k = (call.key_offset, call.kv_len)
+        hit = self._cache.get("keys")
+        if hit is not None and hit[0] == k:
+            return hit[1]
+        p = self._plan
+        keys = call.key_slice(p.keys).view(p.S, p.B, call.kv_len)
+        self._cache["keys"] = (k, keys)
+        return keys
+
+    def _mask_hook(self, mask: torch.Tensor, call: AttnCall):
+        p = self._plan
+        act, keys = self._active(call), self._keys(call)
+        b, k = p.bias.get(call.layer), p.knock.get(call.layer)
+        if b is not None:
+            mask = mask + torch.einsum("sbq,sbh,sbk->bhqk", act, b, keys).to(mask.dtype)
+        if k is not None:
+            mask = mask.masked_fill(torch.einsum("sbq,sbh,sbk->bhqk", act, k, keys) > 0, torch.finfo(mask.dtype).min)
+        return mask
 
     def _v_hook(self, v: torch.Tensor, call: AttnCall):
-        for slot in self._slots:
-            is_mean = slot["op"].to(v.device) == 2
-            if not bool(is_mean.any()):
-                continue
-            sel = self._select(slot, call, v.shape[2], v.device).any(2)  # [B, H, K]: active for any row in this call
-            sel = sel & is_mean[:, None, None]
-            if not bool(sel.any()):
-                continue
-            prompt_keys = call.key_slice(self._prompt_mask.to(v.device))
-            mean = (v * prompt_keys[:, None, :, None]).sum(2, keepdim=True) / prompt_keys.sum(1).clamp(min=1)[:, None, None, None]
-            v = torch.where(sel[..., None], mean.expand_as(v), v)
+        p = self._plan
+        act = self._active(call).amax(-1)  # [S, B]: active for any query row of this call
+        keys = self._keys(call)
+        prompt_keys = call.key_slice(p.prompt) > 0
+        for name, per_layer in p.values.items():
+            sel_l = per_layer.get(call.layer)
+            if sel_l is not None:
+                memo = self._cache.setdefault(("memo", name, call.layer, call.key_offset), {})
+                v = OPS[name].edit_values(v, torch.einsum("sb,sbh,sbk->bhk", act, sel_l, keys) > 0,
+                                          _ValueContext(prompt_keys, memo))
         return v
 
     def collect(self, batch: Batch, n_tokens: list[int]) -> list[dict]:
         rows = self.rows(batch)
-        self._slots = []
+        self._plan, self._cache = None, {}
         return [{"interventions": [iv.to_dict() for iv in r]} for r in rows]

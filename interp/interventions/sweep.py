@@ -65,8 +65,9 @@ def _decoder_layers(hf):
 def answer_logp(logits: torch.Tensor, output_ids: Sequence[int]) -> torch.Tensor:
     """Sum over tokens of log p(output token t | ...) from logits ``[B, n_out, V]`` aligned to the outputs."""
     ids = torch.as_tensor(list(output_ids), device=logits.device)
-    lp = torch.log_softmax(logits.float(), -1)
-    return lp.gather(-1, ids.expand(logits.shape[0], -1)[..., None]).squeeze(-1).sum(-1)
+    x = logits.float()
+    picked = x.gather(-1, ids.expand(logits.shape[0], -1)[..., None]).squeeze(-1)
+    return (picked - torch.logsumexp(x, -1)).sum(-1)
 
 
 class PrefixCache:

@@ -153,6 +153,36 @@ def _sample(logits: torch.Tensor, cfg: GenConfig, gens: list[torch.Generator | N
     return torch.tensor(out, device=logits.device)
 
 
+class StopMatcher:
+    """Incremental stop-string detection for one row: each step decodes only the tokens since the last
+    complete character (not the whole output), and searches only the new tail for the stop strings.
+
+    Detokenisation follows the prefix/read-offset scheme of streaming decoders: text is appended only once the
+    new tokens decode to complete characters (no trailing U+FFFD). A hit is confirmed on the full decode, so
+    the stop decision is the full-decode one whenever the incremental text finds it.
+    """
+
+    def __init__(self, tokenizer, stops: Sequence[str]):
+        self.tokenizer, self.stops = tokenizer, tuple(stops)
+        self.longest = max(len(s) for s in self.stops)
+        self.text, self._prefix, self._read = "", 0, 0
+
+    def push(self, ids: list[int]) -> bool:
+        """`ids`: the row's whole output so far (one token longer than last time). True when a stop string occurs."""
+        dec = self.tokenizer.decode
+        before = dec(ids[self._prefix: self._read], skip_special_tokens=True)
+        now = dec(ids[self._prefix:], skip_special_tokens=True)
+        if len(now) <= len(before) or now.endswith("\ufffd"):
+            return False
+        new = now[len(before):]
+        self.text += new
+        self._prefix, self._read = self._read, len(ids)
+        tail = self.text[-(len(new) + self.longest - 1):]
+        if not any(s in tail for s in self.stops):
+            return False
+        return any(s in dec(ids, skip_special_tokens=True) for s in self.stops)
+
+
 @torch.no_grad()
 def generate_batch(model, tokenizer, batch: Batch, cfg: GenConfig,
                    providers: Sequence[HookProvider] = ()) -> list[Generation]:
@@ -178,7 +208,7 @@ def generate_batch(model, tokenizer, batch: Batch, cfg: GenConfig,
     cache = DynamicCache(config=model.config)
     out_ids: list[list[int]] = [[] for _ in range(B)]
     finish = [None] * B
-    texts = [""] * B
+    matchers = [StopMatcher(tokenizer, cfg.stop) for _ in range(B)] if cfg.stop else None
     done = torch.zeros(B, dtype=torch.bool, device=device)
     P = batch.prompt_len
     steps = torch.full((B, P), -1, dtype=torch.long, device=device)
@@ -203,11 +233,9 @@ def generate_batch(model, tokenizer, batch: Batch, cfg: GenConfig,
                     done[b] = True
                     continue
                 out_ids[b].append(t)
-                if cfg.stop:
-                    texts[b] = tokenizer.decode(out_ids[b], skip_special_tokens=True)
-                    if any(s in texts[b] for s in cfg.stop):
-                        finish[b] = "stop"
-                        done[b] = True
+                if matchers is not None and matchers[b].push(out_ids[b]):
+                    finish[b] = "stop"
+                    done[b] = True
             if bool(done.all()):
                 break
             attn = torch.cat([attn, attn.new_ones(B, 1)], dim=-1)
