@@ -315,6 +315,7 @@ for name in ["fork", "forkpty", "system", "popen", "execv", "execve", "posix_spa
              "spawnv", "spawnve", "spawnvp", "spawnvpe", "killpg", "setsid", "setpgid", "setpgrp"]:
     patches[name] = refuse("process" if name != "killpg" else "signal", "os." + name)
 patches["kill"] = g_kill(os.kill)
+patches["chdir"] = wrap_paths(posix.chdir, 1, False)
 for name, f in patches.items():
     for mod in (os, posix):
         if mod is os or hasattr(mod, name):
