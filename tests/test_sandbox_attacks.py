@@ -328,3 +328,31 @@ def test_missing_jail_is_refused_unless_opted_out(monkeypatch):
     assert run_program("print(1)", jail=False, **FAST).passed
     monkeypatch.setenv("INTERP_SANDBOX_UNSAFE", "1")
     assert run_program("print(1)", **FAST).passed
+
+
+# ---------------------------------------------------------------- the scorers
+
+
+def test_smoke_code_scorer_rejects_hostile_solutions():
+    from interp.tasks import get_task
+    task = get_task("smoke_code")
+    item = task.items()[0]  # add(a, b)
+    hostile = ["```python\nclass E:\n    def __eq__(self, o): return True\ndef add(a, b):\n    return E()\n```",
+               "```python\nimport os\ndef add(a, b):\n    os.write(1, b'ok')\n    os._exit(0)\n```",
+               "```python\nimport builtins\nbuiltins.AssertionError = KeyError\ndef add(a, b):\n    return 0\n```"]
+    scores = task.score_many([item] * len(hostile), hostile)
+    assert not any(s.success for s in scores), [s.detail for s in scores]
+    good = task.score(item, "```python\ndef add(a, b):\n    return a + b\n```")
+    assert good.success and good.detail["failures"] == [] and good.detail["calls"] == 3
+
+
+@pytest.mark.slow
+def test_humaneval_scorer_passes_all_canonical_solutions_and_fails_broken_ones():
+    from interp.tasks.humaneval import HumanEval
+    task = HumanEval()
+    items = task.items()
+    good = task.score_many(items, [i.metadata["canonical_solution"] for i in items])
+    assert [(i.id, s.detail) for i, s in zip(items, good) if not s.success] == []
+    broken = task.score_many(items, ["    return None\n"] * len(items))
+    assert [i.id for i, s in zip(items, broken) if s.success] == []
+    assert all(s.detail["reason"] == "failed" and s.detail["failures"] for s in broken)

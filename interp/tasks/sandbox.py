@@ -619,6 +619,8 @@ class _Session:
                                              pass_fds=(reply_w,) if serve else ())
         except BaseException:
             shutil.rmtree(base, ignore_errors=True)
+            if serve:
+                os.close(self.reply_r)
             raise
         finally:
             if serve:
@@ -786,33 +788,35 @@ def _check(job: CheckJob, limits: Limits, jail: bool) -> RunResult:
 
     lost = load_error = None
     try:
-        load_error = session.ready()
-        if load_error is None:
-            ns = {"__name__": "__interp_check__", "_interp_fail": fail, "_InterpLost": _Lost}
-            if job.helpers:
+        try:
+            load_error = session.ready()
+            if load_error is None:
+                ns = {"__name__": "__interp_check__", "_interp_fail": fail, "_InterpLost": _Lost}
+                if job.helpers:
+                    try:
+                        exec(compile(job.helpers, "<helpers>", "exec"), ns)
+                    except Exception:
+                        pass
+                ns[job.entry_point] = candidate
+                exec(test_code, ns)
+                if "check" not in ns:
+                    raise InterpError(f"the dataset's test for {job.entry_point} defines no check(candidate)")
                 try:
-                    exec(compile(job.helpers, "<helpers>", "exec"), ns)
-                except Exception:
-                    pass
-            ns[job.entry_point] = candidate
-            exec(test_code, ns)
-            if "check" not in ns:
-                raise InterpError(f"the dataset's test for {job.entry_point} defines no check(candidate)")
-            try:
-                ns["check"](candidate)
-            except _Lost:
-                raise
-            except Exception as e:
-                tb = e.__traceback__
-                line = 0
-                while tb is not None:
-                    if tb.tb_frame.f_code.co_filename == "<test>":
-                        line = tb.tb_lineno
-                    tb = tb.tb_next
-                fail(line, e)
-    except _Lost as e:
-        lost = str(e)
-    res = session.finish(run_to_end=False)
+                    ns["check"](candidate)
+                except _Lost:
+                    raise
+                except Exception as e:
+                    tb = e.__traceback__
+                    line = 0
+                    while tb is not None:
+                        if tb.tb_frame.f_code.co_filename == "<test>":
+                            line = tb.tb_lineno
+                        tb = tb.tb_next
+                    fail(line, e)
+        except _Lost as e:
+            lost = str(e)
+    finally:
+        res = session.finish(run_to_end=False)
     res.calls = state["calls"]
     res.failures = failures
     if lost == "timeout":
