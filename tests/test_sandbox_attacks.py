@@ -356,3 +356,24 @@ def test_humaneval_scorer_passes_all_canonical_solutions_and_fails_broken_ones()
     broken = task.score_many(items, ["    return None\n"] * len(items))
     assert [i.id for i, s in zip(items, broken) if s.success] == []
     assert all(s.detail["reason"] == "failed" and s.detail["failures"] for s in broken)
+
+
+def test_user_namespace_path_has_no_capabilities_and_no_view_outside(monkeypatch, tmp_path):
+    """The path a non-root toolkit takes (user namespace, no uid change), forced here by faking the euid."""
+    canary = tmp_path / "canary.txt"
+    canary.write_text("CANARY-user-ns")
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert "--map-root-user" in sandbox._unshare_cmd()
+    code = RAW + f"""
+print('caps', RAWOPEN('/proc/self/status').read().split('CapEff:')[1].split()[0])
+attempt('read', lambda: RAWOPEN({str(canary)!r}).read())
+attempt('write_usr', lambda: RAWOPEN('/usr/interp-x', 'w'))
+sys.meta_path.pop(0)
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+attempt('remount_rw', lambda: (libc.mount(None, b'/usr', None, 32 | 4096, None), ctypes.get_errno()))
+"""
+    r = sandbox._run(code, Limits(**FAST), jail=True)
+    lines = dict(ln.split(" ", 1) for ln in r.stdout.splitlines())
+    assert lines == {"caps": "0000000000000000", "read": "BLOCKED FileNotFoundError", "write_usr": "BLOCKED OSError",
+                     "remount_rw": "OK (-1, 1)"}, r  # EPERM: no capabilities left in its namespace
