@@ -377,3 +377,20 @@ attempt('remount_rw', lambda: (libc.mount(None, b'/usr', None, 32 | 4096, None),
     lines = dict(ln.split(" ", 1) for ln in r.stdout.splitlines())
     assert lines == {"caps": "0000000000000000", "read": "BLOCKED FileNotFoundError", "write_usr": "BLOCKED OSError",
                      "remount_rw": "OK (-1, 1)"}, r  # EPERM: no capabilities left in its namespace
+
+
+def test_forged_violation_kinds_do_not_reach_the_records():
+    code = RAW + "P.write(open.__globals__['vfd'], b'<script>steal()</script>\\tx\\n')"
+    r = run_program(code, **FAST)
+    assert r.reason == "forbidden: unknown" and not r.passed
+
+
+def test_code_tasks_opt_out_is_explicit_and_recorded_in_their_kwargs(monkeypatch):
+    from interp.tasks import get_task
+    monkeypatch.setattr(sandbox, "jail_problem", lambda: "no namespaces")
+    monkeypatch.delenv("INTERP_SANDBOX_UNSAFE", raising=False)
+    item = get_task("smoke_code").items()[0]
+    with pytest.raises(InterpError, match="unsafe_no_jail"):
+        get_task("smoke_code").score(item, "```python\ndef add(a, b):\n    return a + b\n```")
+    assert get_task("smoke_code", unsafe_no_jail=True).score(item, "```python\ndef add(a, b):\n    return a + b\n```").success
+    assert not get_task("humaneval", unsafe_no_jail=True).limits.jail

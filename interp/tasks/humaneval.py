@@ -114,7 +114,8 @@ def _score_from_run(run: RunResult, code: str) -> Score:
 class CodeTask(Task):
     """Shared scoring of code tasks: targets are dicts with `test` (defining `check(candidate)`), `entry_point`,
     and optionally `prompt` (code the solution continues; also trusted helpers the test may use) and
-    `signature` (the def line, for lenient scoring)."""
+    `signature` (the def line, for lenient scoring). The task kwarg `unsafe_no_jail=True` opts out of the
+    kernel-enforced jail (recorded in the run's config; in-process guards only, not a security boundary)."""
 
     domain = "code"
     limits = Limits(timeout_s=10.0, memory_mb=1024)
@@ -168,9 +169,10 @@ class HumanEval(CodeTask):
     max_new_tokens = 512
     description = "HumanEval Python function completion; pass@1 in the sandbox"
 
-    def __init__(self, path: str | Path | None = None, timeout_s: float = 10.0, max_workers: int | None = None):
+    def __init__(self, path: str | Path | None = None, timeout_s: float = 10.0, max_workers: int | None = None,
+                 unsafe_no_jail: bool = False):
         self.path = path
-        self.limits = Limits(timeout_s=timeout_s, memory_mb=1024)
+        self.limits = Limits(timeout_s=timeout_s, memory_mb=1024, jail=not unsafe_no_jail)
         self.max_workers = max_workers
         self._items: list[Item] | None = None
 

@@ -57,6 +57,7 @@ ERROR_CHARS = 300
 MAX_FAILURES = 10
 MAX_REPLY_BYTES = 4 << 20
 _VIOLATION_EXIT = 86
+_VIOLATION_KINDS = {"network", "process", "filesystem", "signal", "limits", "ctypes"}
 _UNSAFE_ENV = "INTERP_SANDBOX_UNSAFE"
 _PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41}
 _SYSTEM_RO = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc/ld.so.cache", "/etc/localtime"]
@@ -471,8 +472,8 @@ def _use_jail(limits: Limits) -> bool:
             "with util-linux `unshare` and either root or unprivileged user namespaces (sysctl "
             "user.max_user_namespaces > 0; kernel.unprivileged_userns_clone = 1 on Debian; "
             "kernel.apparmor_restrict_unprivileged_userns = 0 on Ubuntu >= 23.10; in Docker, a seccomp profile that "
-            f"allows unshare/mount). To run WITHOUT the jail (in-process guards only, not a security boundary), set "
-            f"{_UNSAFE_ENV}=1.")
+            "allows unshare/mount). To run WITHOUT the jail (in-process guards only, not a security boundary), set "
+            f"{_UNSAFE_ENV}=1 or the task kwarg unsafe_no_jail: true.")
     return True
 
 
@@ -555,7 +556,8 @@ def _kill_group(pgid: int) -> None:
 
 def _reason(timed_out: bool, rc: int | None, violations: str, stdout_ok: bool, stderr: str) -> str:
     if violations.strip():
-        return "forbidden: " + violations.split("\t", 1)[0].strip()
+        kind = violations.split("\t", 1)[0].strip()  # written inside the jail: only known kinds are reported
+        return "forbidden: " + (kind if kind in _VIOLATION_KINDS else "unknown")
     if timed_out or rc in (-signal.SIGXCPU, 128 + signal.SIGXCPU):
         return "timeout"
     if "MemoryError" in stderr or "Cannot allocate memory" in stderr:
