@@ -65,7 +65,8 @@ attempt('ctypes', lambda: ctypes.CDLL(None).open({str(canary)!r}.encode(), 0))
     lines = dict(ln.split(" ", 1) for ln in r.stdout.splitlines())
     assert all(v.startswith("BLOCKED") for k, v in lines.items() if k not in ("ctypes", "tmp", "root_home")), r.stdout
     assert lines["ctypes"] == "OK -1", r.stdout  # libc open() returns -1: the file is not there
-    assert lines["root_home"] == "OK ['.pyenv']", r.stdout  # only the bound Python install, not /root's files
+    # /root holds only the bound Python install, and Landlock (where available) refuses even to list it
+    assert lines["root_home"] in ("OK ['.pyenv']", "BLOCKED PermissionError"), r.stdout
     assert lines["tmp"] == "OK []", r.stdout  # a private /tmp: only the path to its own folder
     assert "CANARY-7f3e9" in _unjailed(code).stdout  # the prelude alone does not stop it
 
@@ -394,3 +395,16 @@ def test_code_tasks_opt_out_is_explicit_and_recorded_in_their_kwargs(monkeypatch
         get_task("smoke_code").score(item, "```python\ndef add(a, b):\n    return a + b\n```")
     assert get_task("smoke_code", unsafe_no_jail=True).score(item, "```python\ndef add(a, b):\n    return a + b\n```").success
     assert not get_task("humaneval", unsafe_no_jail=True).limits.jail
+
+
+def _landlock_abi() -> int:
+    import ctypes
+    return ctypes.CDLL(None, use_errno=True).syscall(444, None, 0, 1)
+
+
+@pytest.mark.skipif(_landlock_abi() < 1, reason="no Landlock in this kernel")
+def test_landlock_layer_refuses_paths_outside_the_allow_list():
+    code = RAW + "attempt('root', lambda: P.listdir('/'))\nattempt('dev', lambda: P.listdir('/dev'))\n" \
+                 "attempt('work', lambda: P.listdir('.'))\n"
+    r = run_program(code, **FAST)
+    assert r.stdout.splitlines() == ["root BLOCKED PermissionError", "dev BLOCKED PermissionError", "work OK []"], r

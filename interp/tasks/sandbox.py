@@ -204,6 +204,39 @@ def _jail(j):
         os.setresuid(j["uid"], j["uid"], j["uid"])
     ok(libc.capset((ctypes.c_uint32 * 2)(0x20080522, 0), (ctypes.c_uint32 * 6)()), "clear capabilities")
     ok(libc.prctl(38, 1, 0, 0, 0), "no_new_privs")
+    _landlock(libc, ctypes, ok, j)
+
+def _landlock(libc, ctypes, ok, j):
+    abi = libc.syscall(444, None, 0, 1)
+    if abi < 1:
+        return
+    fs = (1 << 13) - 1 | (1 << 13 if abi >= 2 else 0) | (1 << 14 if abi >= 3 else 0) | (1 << 15 if abi >= 5 else 0)
+    file_rights = 1 | 2 | 4 | (1 << 14) | (1 << 15)
+    attr = (ctypes.c_uint64 * 3)(fs, 3 if abi >= 4 else 0, 3 if abi >= 6 else 0)
+    rs = libc.syscall(444, attr, 8 * (3 if abi >= 6 else 2 if abi >= 4 else 1), 0)
+    if rs < 0:
+        ok(rs, "landlock ruleset")
+    class Beneath(ctypes.Structure):
+        _pack_ = 1
+        _fields_ = [("allowed", ctypes.c_uint64), ("fd", ctypes.c_int32)]
+    def allow(path, rights):
+        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+        try:
+            if not os.path.isdir(path):
+                rights &= file_rights
+            ok(libc.syscall(445, rs, 1, ctypes.byref(Beneath(rights & fs, fd)), 0), "landlock rule " + path)
+        finally:
+            os.close(fd)
+    for p in j["ro"]:
+        if not os.path.islink(p):
+            allow(p, 1 | 4 | 8)
+    for p in ("/dev/null", "/dev/zero", "/dev/random", "/dev/urandom"):
+        allow(p, 2 | 4 | (1 << 14))
+    allow("/proc", 4 | 8)
+    for p in (j["work"], "/tmp", "/dev/shm"):
+        allow(p, fs)
+    ok(libc.syscall(446, rs, 0), "landlock restrict")
+    os.close(rs)
 '''
 
 _RUNNER = _CODEC + _JAIL + r'''
