@@ -9,6 +9,8 @@ Each program runs as `python -I -B` under `unshare` in fresh PID, mount, network
   Unix socket or process is visible;
 * empties the capability bounding set, drops to `nobody` when started as root (so RLIMIT_NPROC applies and
   files are protected by permissions), clears all capabilities and sets `no_new_privs`;
+* where the kernel has Landlock, adds it on top: reads only in the bound folders, writes only in its folder,
+  `/tmp` and `/dev/shm`, no TCP, no signals or abstract Unix sockets outside its own domain;
 * sets hard limits: CPU time, address space, file size, open files, processes (none), no core dumps.
 
 The program is PID 1 of its namespace: when it ends, or is killed at the wall-clock timeout, the kernel kills
