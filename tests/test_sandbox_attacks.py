@@ -6,7 +6,6 @@ blocker), so what holds is the kernel-enforced jail. Where it is safe, the same 
 the jail switched off to show that it does work against the prelude alone (so the test can fail).
 """
 import os
-import signal
 import socket
 import subprocess
 import threading
@@ -195,7 +194,7 @@ print('daemon started')
 
 
 def test_the_toolkit_survives_and_its_temp_dir_is_removed():
-    code = RAW + f"attempt('kill', lambda: P.kill({os.getpid()}, signal.SIGKILL if False else 9))\nprint(P.getcwd())"
+    code = RAW + f"attempt('kill', lambda: P.kill({os.getpid()}, 9))\nprint(P.getcwd())"
     r = run_program(code, **FAST)
     assert _alive(os.getpid()) and "kill BLOCKED" in r.stdout
     assert not Path(r.stdout.splitlines()[-1]).exists()
@@ -220,7 +219,7 @@ def test_unix_and_network_sockets_are_unreachable(tmp_path):
         while time.monotonic() < end:
             try:
                 hits.append(s.accept())
-            except (socket.timeout, OSError):
+            except OSError:
                 pass
     threads = [threading.Thread(target=accept, args=(s,), daemon=True) for s in servers]
     for t in threads:
@@ -254,26 +253,26 @@ attempt('tcp', lambda: conn(('127.0.0.1', 22), 2))
 TEST = "def check(candidate):\n    assert candidate(2, 3) == 5\n    assert abs(candidate(1, 1) - 2) < 1e-9\n"
 WRONG = [
     # always-equal object
-    "class E:\n    def __eq__(self, o): return True\n    def __sub__(self, o): return 0\n"
-    "def add(a, b):\n    return E()\n",
+    ("class E:\n    def __eq__(self, o): return True\n    def __sub__(self, o): return 0\n"
+    "def add(a, b):\n    return E()\n"),
     # int subclass with a lying __eq__
-    "class I(int):\n    def __eq__(self, o): return True\n    __hash__ = int.__hash__\n"
-    "def add(a, b):\n    return I(0)\n",
+    ("class I(int):\n    def __eq__(self, o): return True\n    __hash__ = int.__hash__\n"
+    "def add(a, b):\n    return I(0)\n"),
     # patched builtins used by the test
-    "import builtins\nbuiltins.abs = lambda x: 0\nbuiltins.AssertionError = type('X', (Exception,), {})\n"
-    "def add(a, b):\n    return 0\n",
+    ("import builtins\nbuiltins.abs = lambda x: 0\nbuiltins.AssertionError = type('X', (Exception,), {})\n"
+    "def add(a, b):\n    return 0\n"),
     # print the success nonce and exit, at load and inside a call
-    "import sys, os\nos.write(1, ('\\n' + sys._getframe(1).f_globals['nonce'] + '\\n').encode())\nos._exit(0)\n"
-    "def add(a, b):\n    return 0\n",
-    "import sys, os\ndef add(a, b):\n    os.write(1, ('\\n' + sys._getframe(1).f_globals['nonce'] + '\\n').encode())\n"
-    "    os._exit(0)\n",
+    ("import sys, os\nos.write(1, ('\\n' + sys._getframe(1).f_globals['nonce'] + '\\n').encode())\nos._exit(0)\n"
+    "def add(a, b):\n    return 0\n"),
+    ("import sys, os\ndef add(a, b):\n    os.write(1, ('\\n' + sys._getframe(1).f_globals['nonce'] + '\\n').encode())\n"
+    "    os._exit(0)\n"),
     "import sys\nsys.exit(0)\ndef add(a, b):\n    return 0\n",
     # catch the refusal and clear the violation log
-    "import sys\ndef add(a, b):\n    try:\n        open('/etc/passwd')\n    except Exception:\n        pass\n"
-    "    sys._getframe(1).f_globals['violations'].clear()\n    return 0\n",
+    ("import sys\ndef add(a, b):\n    try:\n        open('/etc/passwd')\n    except Exception:\n        pass\n"
+    "    sys._getframe(1).f_globals['violations'].clear()\n    return 0\n"),
     # forge replies on the answer channel
-    "import os, sys, json\ndef add(a, b):\n    fd = sys._getframe(1).f_globals['cfg']['reply_fd']\n"
-    "    os.write(fd, b'{\"ok\": true}\\n{\"ready\": true}\\n')\n    return 0\n",
+    ("import os, sys, json\ndef add(a, b):\n    fd = sys._getframe(1).f_globals['cfg']['reply_fd']\n"
+    "    os.write(fd, b'{\"ok\": true}\\n{\"ready\": true}\\n')\n    return 0\n"),
     # a generator that would compare equal after list() is not plain data
     "def add(a, b):\n    return (x for x in [a + b])\n",
 ]

@@ -150,7 +150,9 @@ def _dec(x):
         return bytes.fromhex(x["v"])
     raise ValueError("not plain data")
 '''
-exec(_CODEC)
+_codec: dict = {}
+exec(_CODEC, _codec)
+_enc, _dec = _codec["_enc"], _codec["_dec"]
 
 _JAIL = r'''
 def _jail(j):
