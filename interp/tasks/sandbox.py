@@ -452,6 +452,7 @@ os._exit(max(code, 0))
 '''.replace("__VIOLATION_EXIT__", str(_VIOLATION_EXIT))
 
 
+@lru_cache(maxsize=1)
 def _ro_paths() -> list[str]:
     """System and Python folders bound read-only into the jail (outermost only, existing only)."""
     py = [sys.base_prefix, sys.base_exec_prefix, sys.prefix, sys.exec_prefix]
@@ -479,17 +480,17 @@ def _unshare_cmd() -> list[str]:
 
 def _jail_cfg(base: Path, work: Path, limits: Limits) -> dict:
     uid, gid = _nobody() if os.geteuid() == 0 else (None, None)
-    return {"root": str(base / "root"), "work": str(work), "ro": _ro_paths(), "uid": uid, "gid": gid,
+    return {"root": str(base / "root"), "work": str(work), "ro": list(_ro_paths()), "uid": uid, "gid": gid,
             "pivot_root": _PIVOT_ROOT[os.uname().machine], "tmpfs_kb": limits.file_size_mb << 10}
 
 
 @lru_cache(maxsize=1)
 def jail_problem() -> str | None:
     """Why the kernel-enforced jail cannot run here (None when it works); checked once by running a probe."""
-    if os.uname().machine not in _PIVOT_ROOT:
-        return f"unsupported architecture {os.uname().machine}"
     if not sys.platform.startswith("linux"):
         return "the jail needs Linux namespaces"
+    if os.uname().machine not in _PIVOT_ROOT:
+        return f"unsupported architecture {os.uname().machine}"
     if not shutil.which("unshare"):
         return "the `unshare` program (util-linux) is not installed"
     r = _run("import os\nprint(os.getuid(), os.getpid())", Limits(timeout_s=20.0, memory_mb=512), jail=True)
@@ -677,8 +678,9 @@ class _Session:
             left = self.deadline - time.monotonic()
             if left <= 0:
                 raise _Lost("timeout")
-            ready, _, _ = select.select([self.reply_r], [], [], left)
-            if not ready:
+            poller = select.poll()
+            poller.register(self.reply_r, select.POLLIN)
+            if not poller.poll(left * 1000):
                 continue
             chunk = os.read(self.reply_r, 1 << 16)
             if not chunk:
