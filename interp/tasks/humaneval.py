@@ -1,4 +1,7 @@
-"""HumanEval: complete a Python function; pass@1 by running the problem's tests in the sandbox.
+"""HumanEval: complete a Python function; pass@1 by the problem's tests, with the solution in the sandbox.
+
+The verdict is decided outside the sandbox: the test's `check(candidate)` runs in this process and each
+`candidate(...)` call runs the solution in the jail and returns plain data (`sandbox.run_checks`).
 
 Code extraction: the fenced block that defines the entry point (else the first fenced block, else
 the whole output). A full definition is appended after the prompt (so the prompt's imports and
@@ -15,7 +18,7 @@ from ..errors import InterpError
 from ..prompts import Part
 from .base import Item, Score, Task, register_task
 from .io import get_field, read_jsonl
-from .sandbox import Limits, RunResult, run_many
+from .sandbox import ERROR_CHARS, CheckJob, Limits, RunResult, run_checks
 
 FORMAT_INSTRUCTION = "Write the complete function in one ```python code block."
 
@@ -85,7 +88,7 @@ def assemble(prompt: str, code: str, entry_point: str) -> str:
 
 
 def check_program(solution: str, test: str, entry_point: str) -> str:
-    """The program run in the sandbox: solution, the problem's tests, and the call to `check`."""
+    """One self-contained program (solution, tests, call to `check`) for `run_program`; scoring uses `run_checks`."""
     return f"{solution}\n\n{test}\n\ncheck({entry_point})\n"
 
 
@@ -104,19 +107,23 @@ def candidates(prompt: str, output: str, entry_point: str, signature: str = "") 
 
 def _score_from_run(run: RunResult, code: str) -> Score:
     return Score(success=run.passed, value=float(run.passed), prediction=code,
-                 detail={"reason": run.reason, "error": run.error, "wall_s": run.wall_s})
+                 detail={"reason": run.reason, "error": run.error[:ERROR_CHARS], "failures": run.failures,
+                         "calls": run.calls, "wall_s": run.wall_s})
 
 
 class CodeTask(Task):
     """Shared scoring of code tasks: targets are dicts with `test` (defining `check(candidate)`), `entry_point`,
-    and optionally `prompt` (code the solution continues) and `signature` (the def line, for lenient scoring)."""
+    and optionally `prompt` (code the solution continues; also trusted helpers the test may use) and
+    `signature` (the def line, for lenient scoring). The task kwarg `unsafe_no_jail=True` opts out of the
+    kernel-enforced jail (recorded in the run's config; in-process guards only, not a security boundary)."""
 
     domain = "code"
     limits = Limits(timeout_s=10.0, memory_mb=1024)
     max_workers: int | None = None
 
-    def program(self, item: Item, solution: str) -> str:
-        return check_program(solution, item.target["test"], item.target["entry_point"])
+    def job(self, item: Item, solution: str) -> CheckJob:
+        t = item.target
+        return CheckJob(solution, t["test"], t["entry_point"], helpers=t.get("prompt", ""))
 
     def solution(self, item: Item, output: str) -> str:
         t = item.target
@@ -129,17 +136,17 @@ class CodeTask(Task):
         return self.lenient_score_many([item], [output])[0]
 
     def score_many(self, items: list[Item], outputs: list[str]) -> list[Score]:
-        """Strict pass@1 for each (item, output), programs run in parallel in the sandbox."""
+        """Strict pass@1 for each (item, output), solutions run in parallel in the sandbox."""
         sols = [self.solution(i, o) for i, o in zip(items, outputs)]
-        runs = run_many([self.program(i, s) for i, s in zip(items, sols)], self.max_workers, self.limits)
+        runs = run_checks([self.job(i, s) for i, s in zip(items, sols)], self.max_workers, self.limits)
         return [_score_from_run(r, s) for r, s in zip(runs, sols)]
 
     def lenient_score_many(self, items: list[Item], outputs: list[str]) -> list[Score]:
         """Pass if any lenient reading of the output passes (all readings run in one parallel batch)."""
         groups = [candidates(i.target.get("prompt", ""), o, i.target["entry_point"], i.target.get("signature", ""))
                   for i, o in zip(items, outputs)]
-        flat = [(k, self.program(items[k], s), s) for k, g in enumerate(groups) for s in g]
-        runs = run_many([p for _, p, _ in flat], self.max_workers, self.limits)
+        flat = [(k, self.job(items[k], s), s) for k, g in enumerate(groups) for s in g]
+        runs = run_checks([j for _, j, _ in flat], self.max_workers, self.limits)
         scores: list[Score | None] = [None] * len(items)
         for (k, _, sol), run in zip(flat, runs):
             if scores[k] is None or (run.passed and not scores[k].success):
@@ -162,9 +169,10 @@ class HumanEval(CodeTask):
     max_new_tokens = 512
     description = "HumanEval Python function completion; pass@1 in the sandbox"
 
-    def __init__(self, path: str | Path | None = None, timeout_s: float = 10.0, max_workers: int | None = None):
+    def __init__(self, path: str | Path | None = None, timeout_s: float = 10.0, max_workers: int | None = None,
+                 unsafe_no_jail: bool = False):
         self.path = path
-        self.limits = Limits(timeout_s=timeout_s, memory_mb=1024)
+        self.limits = Limits(timeout_s=timeout_s, memory_mb=1024, jail=not unsafe_no_jail)
         self.max_workers = max_workers
         self._items: list[Item] | None = None
 

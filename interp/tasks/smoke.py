@@ -188,9 +188,10 @@ class SmokeCode(CodeTask):
     description = "smoke: tiny Python functions with asserts, run in the sandbox (27 items)"
     format_instruction = "Write the function in one ```python code block."
 
-    def __init__(self, n: int | None = None, timeout_s: float = 5.0, max_workers: int | None = None):
+    def __init__(self, n: int | None = None, timeout_s: float = 5.0, max_workers: int | None = None,
+                 unsafe_no_jail: bool = False):
         self.n = n
-        self.limits = Limits(timeout_s=timeout_s, memory_mb=512)
+        self.limits = Limits(timeout_s=timeout_s, memory_mb=512, jail=not unsafe_no_jail)
         self.max_workers = max_workers
 
     def load_items(self) -> list[Item]:

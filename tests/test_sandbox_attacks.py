@@ -1,0 +1,409 @@
+"""Hostile programs against the jail and the verdict protocol, each judged by its effect from outside.
+
+Every attack first bypasses the in-process prelude (a fresh `posix` / `_socket` / `_posixsubprocess` from
+`_imp.create_builtin`, the unguarded `open` kept in a guard's globals, ctypes after removing the import
+blocker), so what holds is the kernel-enforced jail. Where it is safe, the same attack is also run with
+the jail switched off to show that it does work against the prelude alone (so the test can fail).
+"""
+import os
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from interp.errors import InterpError
+from interp.tasks import sandbox
+from interp.tasks.sandbox import CheckJob, Limits, run_checks, run_program, sanitize
+
+FAST = dict(timeout_s=5.0, memory_mb=256)
+REPO = Path(__file__).resolve().parents[1]
+
+# Ways around the prelude, as a hostile completion would use them.
+RAW = """
+import _imp, importlib.machinery as _m, sys
+P = _imp.create_builtin(_m.ModuleSpec('posix', None))
+import _socket
+RAWSOCK = _socket.socket.__mro__[1]  # the C class under the prelude's guard
+RAWOPEN = open.__globals__['_open']
+def attempt(what, f):
+    try:
+        print(what, 'OK', f())
+    except BaseException as e:
+        print(what, 'BLOCKED', type(e).__name__)
+"""
+
+pytestmark = pytest.mark.skipif(sandbox.jail_problem() is not None, reason="the jail cannot run here")
+
+
+def _unjailed(code, **kw):
+    return run_program(code, jail=False, **{**FAST, **kw})
+
+
+# ---------------------------------------------------------------- escapes: files
+
+
+def test_reading_files_outside_is_impossible(tmp_path):
+    canary = tmp_path / "canary.txt"
+    canary.write_text("CANARY-7f3e9")
+    code = RAW + f"""
+attempt('raw_open', lambda: RAWOPEN({str(canary)!r}).read())
+attempt('fresh_posix', lambda: P.read(P.open({str(canary)!r}, 0), 100))
+attempt('shadow', lambda: len(RAWOPEN('/etc/shadow').read()))
+attempt('project', lambda: 'build-system' in RAWOPEN({str(REPO / 'pyproject.toml')!r}).read())
+attempt('root_home', lambda: P.listdir('/root'))
+attempt('tmp', lambda: [p for p in P.listdir('/tmp') if not p.startswith('interp-sandbox-')])
+sys.meta_path.pop(0)
+import ctypes
+attempt('ctypes', lambda: ctypes.CDLL(None).open({str(canary)!r}.encode(), 0))
+"""
+    r = run_program(code, **FAST)
+    assert "CANARY-7f3e9" not in r.stdout + r.stderr and "project OK" not in r.stdout
+    lines = dict(ln.split(" ", 1) for ln in r.stdout.splitlines())
+    assert all(v.startswith("BLOCKED") for k, v in lines.items() if k not in ("ctypes", "tmp", "root_home")), r.stdout
+    assert lines["ctypes"] == "OK -1", r.stdout  # libc open() returns -1: the file is not there
+    # /root holds only the bound Python install, and Landlock (where available) refuses even to list it
+    assert lines["root_home"] in ("OK ['.pyenv']", "BLOCKED PermissionError"), r.stdout
+    assert lines["tmp"] == "OK []", r.stdout  # a private /tmp: only the path to its own folder
+    assert "CANARY-7f3e9" in _unjailed(code).stdout  # the prelude alone does not stop it
+
+
+def test_writing_files_outside_is_impossible(tmp_path):
+    target, shm = tmp_path / "escaped.txt", Path(f"/dev/shm/interp-escape-{os.getpid()}")
+    code = RAW + f"""
+attempt('raw open', lambda: RAWOPEN({str(target)!r}, 'w').write('x'))
+attempt('fresh posix', lambda: P.open({str(target)!r}, P.O_WRONLY | P.O_CREAT))
+attempt('shm', lambda: RAWOPEN({str(shm)!r}, 'w').write('x'))
+attempt('python', lambda: RAWOPEN(sys.executable, 'a').write('x'))
+"""
+    r = run_program(code, **FAST)
+    assert not target.exists() and not shm.exists(), r.stdout
+    assert "python BLOCKED" in r.stdout
+    _unjailed(code)
+    try:
+        assert target.exists()  # the prelude alone does not stop it
+    finally:
+        shm.unlink(missing_ok=True)
+
+
+def test_other_processes_environment_is_not_reachable(monkeypatch):
+    secret = "sk-test-5d41402abc4b2a76b9719d911017c592"
+    monkeypatch.setenv("INTERP_TEST_API_KEY", secret)
+    victim = subprocess.Popen(["sleep", "30"], env={**os.environ})  # a process holding the key in its environment
+    try:
+        code = RAW + f"""
+for pid in [p for p in P.listdir('/proc') if p.isdigit()] + [str(P.getppid()), '{victim.pid}']:
+    attempt('environ ' + pid, lambda: [e for e in RAWOPEN('/proc/%s/environ' % pid).read().split('\\0') if 'API' in e])
+"""
+        r = run_program(code, **FAST)
+        assert secret not in r.stdout + r.stderr and "INTERP_TEST_API_KEY" not in r.stdout, r.stdout
+        leaked = _unjailed(code)  # unjailed it is readable; even then the stored text hides the key
+        assert "<redacted INTERP_TEST_API_KEY>" in leaked.stdout and secret not in leaked.stdout
+    finally:
+        victim.kill()
+        victim.wait()
+
+
+# ---------------------------------------------------------------- escapes: processes and signals
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def test_signals_cannot_reach_processes_outside():
+    victim = subprocess.Popen(["sleep", "30"])
+    try:
+        code = RAW + f"""
+attempt('kill victim', lambda: P.kill({victim.pid}, 9))
+attempt('kill toolkit', lambda: P.kill({os.getpid()}, 9))
+attempt('kill all', lambda: P.kill(-1, 9))
+attempt('pidfd', lambda: P.pidfd_open({victim.pid}))
+"""
+        r = run_program(code, **FAST)
+        time.sleep(0.1)
+        assert _alive(victim.pid) and victim.poll() is None, r.stdout
+        assert "kill victim BLOCKED" in r.stdout
+    finally:
+        victim.kill()
+        victim.wait()
+
+
+SPAWN_ID = """
+sys.modules.pop('_posixsubprocess')
+import _posixsubprocess as SP2  # a fresh copy, without the prelude's guard
+def run_id():
+    r, w = P.pipe()
+    er, ew = P.pipe()
+    SP2.fork_exec([b'/usr/bin/id'], [b'/usr/bin/id'], True, (w, ew), None, None, -1, -1, -1, w, -1, -1, er, ew,
+                  True, False, -1, None, None, None, -1, None, False)
+    P.close(w)
+    P.close(ew)
+    return P.read(r, 200)
+attempt('spawn_id', run_id)
+"""
+
+
+def test_no_process_creation_even_without_the_prelude():
+    code = RAW + """
+attempt('fork', lambda: P.fork())
+sys.meta_path.pop(0)
+import ctypes
+attempt('ctypes_fork', lambda: ctypes.CDLL(None).fork())
+""" + SPAWN_ID
+    r = run_program(code, **FAST)
+    lines = dict(ln.split(" ", 1) for ln in r.stdout.splitlines())
+    assert lines == {"fork": "BLOCKED BlockingIOError", "ctypes_fork": "OK -1",  # fork() fails: RLIMIT_NPROC
+                     "spawn_id": "BLOCKED BlockingIOError"}, r.stdout
+    assert "uid=0(root)" in _unjailed(code).stdout  # as root without the jail, RLIMIT_NPROC is ignored
+
+
+def _processes_with(marker: str) -> list[int]:
+    found = []
+    for p in os.listdir("/proc"):
+        try:
+            if p.isdigit() and marker in Path(f"/proc/{p}/cmdline").read_bytes().decode(errors="replace"):
+                found.append(int(p))
+        except OSError:
+            pass
+    return found
+
+
+def test_nothing_outlives_the_run_whatever_session_it_makes():
+    marker = "31.4159"
+    code = RAW + f"""
+if P.fork() == 0:
+    P.setsid()
+    if P.fork() == 0:
+        P.execv('/bin/sleep', ['sleep', '{marker}'])
+    P._exit(0)
+import time
+time.sleep(0.5)
+print('daemon started')
+"""
+    r = run_program(code, nproc=16, **FAST)  # allow forking here: the PID namespace must still clean up
+    assert "daemon started" in r.stdout, r
+    time.sleep(0.2)
+    assert _processes_with(marker) == []
+
+
+def test_the_toolkit_survives_and_its_temp_dir_is_removed():
+    code = RAW + f"attempt('kill', lambda: P.kill({os.getpid()}, 9))\nprint(P.getcwd())"
+    r = run_program(code, **FAST)
+    assert _alive(os.getpid()) and "kill BLOCKED" in r.stdout
+    assert not Path(r.stdout.splitlines()[-1]).exists()
+
+
+# ---------------------------------------------------------------- escapes: sockets and network
+
+
+def test_unix_and_network_sockets_are_unreachable(tmp_path):
+    path = tmp_path / "svc.sock"
+    abstract = f"\0interp-test-{os.getpid()}"
+    servers, hits = [], []
+    for addr in (str(path), abstract):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.bind(addr)
+        s.listen(4)
+        s.settimeout(0.2)
+        servers.append(s)
+
+    def accept(s):
+        end = time.monotonic() + 8
+        while time.monotonic() < end:
+            try:
+                hits.append(s.accept())
+            except OSError:
+                pass
+    threads = [threading.Thread(target=accept, args=(s,), daemon=True) for s in servers]
+    for t in threads:
+        t.start()
+    code = RAW + f"""
+def conn(addr, fam):
+    s = RAWSOCK(fam, 1)
+    s.settimeout(1)
+    s.connect(addr)
+    return 'connected'
+attempt('unix', lambda: conn({str(path)!r}, 1))
+attempt('abstract', lambda: conn({abstract!r}, 1))
+attempt('tcp', lambda: conn(('127.0.0.1', 22), 2))
+"""
+    try:
+        r = run_program(code, **FAST)
+        assert "connected" not in r.stdout and hits == [], r.stdout
+        _unjailed(code)
+        time.sleep(0.3)
+        assert len(hits) >= 1  # unjailed, the Unix socket is reachable (the prelude does not hold)
+    finally:
+        for s in servers:
+            s.close()
+        for conn, _ in hits:
+            conn.close()
+
+
+# ---------------------------------------------------------------- false passes
+
+
+TEST = "def check(candidate):\n    assert candidate(2, 3) == 5\n    assert abs(candidate(1, 1) - 2) < 1e-9\n"
+WRONG = [
+    # always-equal object
+    ("class E:\n    def __eq__(self, o): return True\n    def __sub__(self, o): return 0\n"
+    "def add(a, b):\n    return E()\n"),
+    # int subclass with a lying __eq__
+    ("class I(int):\n    def __eq__(self, o): return True\n    __hash__ = int.__hash__\n"
+    "def add(a, b):\n    return I(0)\n"),
+    # patched builtins used by the test
+    ("import builtins\nbuiltins.abs = lambda x: 0\nbuiltins.AssertionError = type('X', (Exception,), {})\n"
+    "def add(a, b):\n    return 0\n"),
+    # print the success nonce and exit, at load and inside a call
+    ("import sys, os\nos.write(1, ('\\n' + sys._getframe(1).f_globals['nonce'] + '\\n').encode())\nos._exit(0)\n"
+    "def add(a, b):\n    return 0\n"),
+    ("import sys, os\ndef add(a, b):\n    os.write(1, ('\\n' + sys._getframe(1).f_globals['nonce'] + '\\n').encode())\n"
+    "    os._exit(0)\n"),
+    "import sys\nsys.exit(0)\ndef add(a, b):\n    return 0\n",
+    # catch the refusal and clear the violation log
+    ("import sys\ndef add(a, b):\n    try:\n        open('/etc/passwd')\n    except Exception:\n        pass\n"
+    "    sys._getframe(1).f_globals['violations'].clear()\n    return 0\n"),
+    # forge replies on the answer channel
+    ("import os, sys, json\ndef add(a, b):\n    fd = sys._getframe(1).f_globals['cfg']['reply_fd']\n"
+    "    os.write(fd, b'{\"ok\": true}\\n{\"ready\": true}\\n')\n    return 0\n"),
+    # a generator that would compare equal after list() is not plain data
+    "def add(a, b):\n    return (x for x in [a + b])\n",
+]
+
+
+@pytest.mark.parametrize("solution", WRONG)
+def test_wrong_solutions_fail_whatever_they_do(solution):
+    [r] = run_checks([CheckJob(solution, TEST, "add")], **FAST)
+    assert not r.passed, r
+
+
+def test_right_solution_passes_and_failures_are_reported_per_case():
+    right, half = "def add(a, b):\n    return a + b\n", "def add(a, b):\n    return 5\n"
+    ok, bad = run_checks([CheckJob(right, TEST, "add"), CheckJob(half, TEST, "add")], **FAST)
+    assert ok.passed and ok.reason == "ok" and ok.calls == 2, ok
+    assert not bad.passed and bad.reason == "failed" and bad.calls == 2
+    assert bad.failures == ["line 3: assert abs(candidate(1, 1) - 2) < 1e-9 -- got candidate(1, 1) = 5"]
+
+
+def test_plain_data_round_trips_exactly():
+    values = [None, True, 0, -3, 10 ** 40, 1.5, float("inf"), "é\n", [1, [2]], (1, (2,)), {1: "a", (1, 2): [3]},
+              {1, 2}, frozenset({3}), b"\x00\xff", 1 + 2j, []]
+    for v in values:
+        d = sandbox._dec(sandbox._enc(v))
+        assert d == v and type(d) is type(v)
+    with pytest.raises(TypeError):
+        sandbox._enc(object())
+    with pytest.raises(ValueError):
+        sandbox._dec({"#": "os.system", "v": []})
+
+
+# ---------------------------------------------------------------- records, capability check
+
+
+def test_stored_output_is_capped_and_sanitised(monkeypatch):
+    monkeypatch.setenv("INTERP_TEST_SECRET_TOKEN", "tok-0123456789abcdef")
+    code = ("import sys\nsys.stderr.write('\\x1b[2J' + 'tok-0123456789abcdef ' * 500 + '\\x00\\n')\n"
+            "raise ValueError('tok-0123456789abcdef' + 'x' * 5000)")
+    r = run_program(code, **FAST)
+    for text in (r.stdout, r.stderr, r.error):
+        assert "tok-0123456789abcdef" not in text and "\x1b" not in text and "\x00" not in text
+    assert len(r.stderr) <= sandbox.TAIL_CHARS and len(r.error) <= sandbox.ERROR_CHARS
+    assert sanitize("a\x07b" + "c" * 50, 10) == "...ccccccc"
+
+
+def test_missing_jail_is_refused_unless_opted_out(monkeypatch):
+    monkeypatch.setattr(sandbox, "jail_problem", lambda: "unshare failed: Operation not permitted")
+    monkeypatch.delenv("INTERP_SANDBOX_UNSAFE", raising=False)
+    with pytest.raises(InterpError, match="Operation not permitted.*INTERP_SANDBOX_UNSAFE=1"):
+        run_program("print(1)", **FAST)
+    with pytest.raises(InterpError):
+        run_checks([CheckJob("def f(): return 1", "def check(c):\n    assert c() == 1\n", "f")], **FAST)
+    assert run_program("print(1)", jail=False, **FAST).passed
+    monkeypatch.setenv("INTERP_SANDBOX_UNSAFE", "1")
+    assert run_program("print(1)", **FAST).passed
+
+
+# ---------------------------------------------------------------- the scorers
+
+
+def test_smoke_code_scorer_rejects_hostile_solutions():
+    from interp.tasks import get_task
+    task = get_task("smoke_code")
+    item = task.items()[0]  # add(a, b)
+    hostile = ["```python\nclass E:\n    def __eq__(self, o): return True\ndef add(a, b):\n    return E()\n```",
+               "```python\nimport os\ndef add(a, b):\n    os.write(1, b'ok')\n    os._exit(0)\n```",
+               "```python\nimport builtins\nbuiltins.AssertionError = KeyError\ndef add(a, b):\n    return 0\n```"]
+    scores = task.score_many([item] * len(hostile), hostile)
+    assert not any(s.success for s in scores), [s.detail for s in scores]
+    good = task.score(item, "```python\ndef add(a, b):\n    return a + b\n```")
+    assert good.success and good.detail["failures"] == [] and good.detail["calls"] == 3
+
+
+@pytest.mark.slow
+def test_humaneval_scorer_passes_all_canonical_solutions_and_fails_broken_ones():
+    from interp.tasks.humaneval import HumanEval
+    task = HumanEval()
+    items = task.items()
+    good = task.score_many(items, [i.metadata["canonical_solution"] for i in items])
+    assert [(i.id, s.detail) for i, s in zip(items, good) if not s.success] == []
+    broken = task.score_many(items, ["    return None\n"] * len(items))
+    assert [i.id for i, s in zip(items, broken) if s.success] == []
+    assert all(s.detail["reason"] == "failed" and s.detail["failures"] for s in broken)
+
+
+def test_user_namespace_path_has_no_capabilities_and_no_view_outside(monkeypatch, tmp_path):
+    """The path a non-root toolkit takes (user namespace, no uid change), forced here by faking the euid."""
+    canary = tmp_path / "canary.txt"
+    canary.write_text("CANARY-user-ns")
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert "--map-root-user" in sandbox._unshare_cmd()
+    code = RAW + f"""
+print('caps', RAWOPEN('/proc/self/status').read().split('CapEff:')[1].split()[0])
+attempt('read', lambda: RAWOPEN({str(canary)!r}).read())
+attempt('write_usr', lambda: RAWOPEN('/usr/interp-x', 'w'))
+sys.meta_path.pop(0)
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+attempt('remount_rw', lambda: (libc.mount(None, b'/usr', None, 32 | 4096, None), ctypes.get_errno()))
+"""
+    r = sandbox._run(code, Limits(**FAST), jail=True)
+    lines = dict(ln.split(" ", 1) for ln in r.stdout.splitlines())
+    assert lines == {"caps": "0000000000000000", "read": "BLOCKED FileNotFoundError", "write_usr": "BLOCKED OSError",
+                     "remount_rw": "OK (-1, 1)"}, r  # EPERM: no capabilities left in its namespace
+
+
+def test_forged_violation_kinds_do_not_reach_the_records():
+    code = RAW + "P.write(open.__globals__['vfd'], b'<script>steal()</script>\\tx\\n')"
+    r = run_program(code, **FAST)
+    assert r.reason == "forbidden: unknown" and not r.passed
+
+
+def test_code_tasks_opt_out_is_explicit_and_recorded_in_their_kwargs(monkeypatch):
+    from interp.tasks import get_task
+    monkeypatch.setattr(sandbox, "jail_problem", lambda: "no namespaces")
+    monkeypatch.delenv("INTERP_SANDBOX_UNSAFE", raising=False)
+    item = get_task("smoke_code").items()[0]
+    with pytest.raises(InterpError, match="unsafe_no_jail"):
+        get_task("smoke_code").score(item, "```python\ndef add(a, b):\n    return a + b\n```")
+    assert get_task("smoke_code", unsafe_no_jail=True).score(item, "```python\ndef add(a, b):\n    return a + b\n```").success
+    assert not get_task("humaneval", unsafe_no_jail=True).limits.jail
+
+
+def _landlock_abi() -> int:
+    import ctypes
+    return ctypes.CDLL(None, use_errno=True).syscall(444, None, 0, 1)
+
+
+@pytest.mark.skipif(_landlock_abi() < 1, reason="no Landlock in this kernel")
+def test_landlock_layer_refuses_paths_outside_the_allow_list():
+    code = RAW + "attempt('root', lambda: P.listdir('/'))\nattempt('dev', lambda: P.listdir('/dev'))\n" \
+                 "attempt('work', lambda: P.listdir('.'))\n"
+    r = run_program(code, **FAST)
+    assert r.stdout.splitlines() == ["root BLOCKED PermissionError", "dev BLOCKED PermissionError", "work OK []"], r
