@@ -21,7 +21,7 @@ import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 from .errors import InterpError
 from .store import ResultStore, Scan, scan_records
@@ -29,13 +29,13 @@ from .store import ResultStore, Scan, scan_records
 FORMAT = 2
 STAGES = ("baseline", "constraints", "constrained")
 LOCK_NAME = ".lock"
-# Fields every reader of a stage relies on; a line without them is counted as unreadable, not half-used.
-REQUIRED = {
-    "baseline": ("key", "item_id", "seed", "success", "prompt_ids", "output_text"),
-    "constraints": ("key", "item_id", "baseline_key", "candidates"),
-    "constrained": ("key", "item_id", "seed", "condition", "condition_kind", "ctype", "hardness", "k", "success",
+# Fields the SustainScore tables use; in `load_run` a line without them is counted as unreadable, not half-used.
+REPORT_FIELDS = {
+    "baseline": ("key", "item_id", "success", "prompt_ids"),
+    "constraints": ("key",),
+    "constrained": ("key", "item_id", "condition", "condition_kind", "ctype", "hardness", "k", "success",
                     "lenient_success", "finish_reason", "prompt_ids", "baseline_key", "constraints", "output_text",
-                    "constraint_met", "domain"),
+                    "constraint_met", "domain", "error_type"),
 }
 
 # Locks this process holds: resolved path -> [fd, depth]. Nested `lock()` calls in one process are re-entrant.
@@ -190,9 +190,10 @@ class RunDir:
             self._stores[name] = ResultStore(self.stage_path(name), guard=self._require_lock)
         return self._stores[name]
 
-    def scan(self, name: str) -> Scan:
-        """Read a stage without modifying it; unreadable lines are counted in `skipped` and warned about."""
-        scan = scan_records(self.stage_path(name), REQUIRED.get(name, ("key",)))
+    def scan(self, name: str, required: Sequence[str] = ("key",)) -> Scan:
+        """Read a stage without modifying it; lines that are not records with the `required` fields are counted
+        in `skipped` and warned about (once per change)."""
+        scan = scan_records(self.stage_path(name), required)
         if scan.bad_lines and self.skipped.get(name) != scan.bad_lines:
             self.warn(f"{self.path}: " + scan.problem(f"{name}.jsonl"))
         if scan.bad_lines:
@@ -201,13 +202,13 @@ class RunDir:
             self.skipped.pop(name, None)
         return scan
 
-    def records(self, name: str) -> list[dict]:
-        return self.scan(name).records
+    def records(self, name: str, required: Sequence[str] = ("key",)) -> list[dict]:
+        return self.scan(name, required).records
 
-    def frame(self, name: str):
+    def frame(self, name: str, required: Sequence[str] = ("key",)):
         import pandas as pd
 
-        return pd.DataFrame(self.records(name))
+        return pd.DataFrame(self.records(name, required))
 
     def load_run(self) -> dict:
         """The SustainScore stages as DataFrames: baseline, constraints, constrained."""
@@ -215,7 +216,7 @@ class RunDir:
 
         if not self.has("baseline"):
             raise InterpError(f"{self.path} is not a SustainScore run directory (no baseline.jsonl)")
-        runs = {s: self.frame(s) if self.has(s) else pd.DataFrame() for s in STAGES}
+        runs = {s: self.frame(s, REPORT_FIELDS[s]) if self.has(s) else pd.DataFrame() for s in STAGES}
         if runs["baseline"].empty:
             raise InterpError(f"{self.path} has no readable baseline records")
         return runs

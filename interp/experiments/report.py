@@ -127,7 +127,7 @@ def write_report(run_dir: str | Path, figures: bool = True) -> dict:
 
     base = runs["baseline"]
     meta = {"config": cfg["config"], "config_hash": cfg["config_hash"],
-            "model_revision": base["model_revision"].iloc[0] if len(base) else "",
+            "model_revision": base["model_revision"].iloc[0] if "model_revision" in base else "",
             "versions": {"python": platform.python_version(), "torch": torch.__version__,
                          "transformers": transformers.__version__},
             "n_records": {k: len(v) for k, v in runs.items()},

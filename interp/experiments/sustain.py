@@ -168,8 +168,9 @@ class SustainRun:
         prompts = [j["prompt"] for j in js]
         if self.http is None:
             model = self._model()
-            for j, p in zip(js, prompts):  # keys made with a separately loaded tokenizer: it must agree
-                if getattr(self, "_tok", None) is not None and build_prompt(model.tokenizer, j["parts"]).input_ids != p.input_ids:
+            keyed_apart = getattr(self, "_tok", None) is not None  # keys made with a separately loaded tokenizer
+            for j, p in zip(js, prompts):
+                if keyed_apart and build_prompt(model.tokenizer, j["parts"]).input_ids != p.input_ids:
                     raise InterpError(f"the loaded model's tokenizer renders the prompt of {j['item'].id} differently "
                                       f"from the tokenizer of {self.cfg.model!r} that keyed it; cannot key records")
             providers = (lambda b: [CASCapture(model.n_layers, model.n_heads, cfg.max_new_tokens)]) \
@@ -211,6 +212,7 @@ class SustainRun:
         """Generate the pending jobs (dicts with key, parts, item, seed, ...) batch by batch, appending records."""
         from tqdm.auto import tqdm
 
+        self._refuse_changed(stage, jobs)
         pending = [j for j in jobs if j["key"] not in self.stores[stage]]
         if not pending:
             return
@@ -236,6 +238,20 @@ class SustainRun:
                     self.stores[stage].append(rec)
             bar.update(len(chunk))
         bar.close()
+
+    def _refuse_changed(self, stage: str, jobs: list[dict]) -> None:
+        """Refuse to mix answers: a stored record of the same (item, condition, seed) under another key means its
+        prompt (or what else the key covers) changed since it was written."""
+        stored = {(r["item_id"], r.get("condition", "baseline"), r.get("seed")): r for r in self.records(stage)
+                  if "item_id" in r}
+        for j in jobs:
+            cond = j["condition"].id if j.get("condition") else "baseline"
+            old = stored.get((j["item"].id, cond, j["seed"]))
+            if old is not None and old["key"] != j["key"]:
+                what = "prompt" if old.get("prompt_ids") != j["prompt"].input_ids else "generation settings"
+                raise InterpError(f"{self.dir}: the {what} of {stage} item {j['item'].id} ({cond}, seed {j['seed']}) "
+                                  f"changed since its record {old['key']} was written (task prompt parts or code "
+                                  "changed?); resuming would mix old and new answers: use a new --out folder")
 
     def _record(self, stage: str, job: dict, g, sc, le) -> dict:
         item: Item = job["item"]
