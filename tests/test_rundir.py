@@ -215,3 +215,29 @@ def test_bad_flags_and_run_directories_are_one_error_line(tmp_path, capsys):
         assert match in _one_error(capsys)
         assert main(["report", str(shard)]) == 2
         _one_error(capsys)
+
+
+def test_a_changed_prompt_is_never_answered_from_the_old_records(model, tmp_path):
+    """Item 5: the key covers the prompt ids; resuming after the task's prompt parts changed is refused."""
+    from interp.prompts import Part
+    from interp.tasks.smoke import SmokeArith
+
+    class Reworded(SmokeArith):
+        def parts(self, item):
+            return super().parts(item) + [Part("style", "Be brief.")]
+
+    cfg = SustainConfig(task="smoke_arith", n_items=2, max_new_tokens=4)
+    d = tmp_path / "run"
+    first = SustainRun(cfg, d, model=model, progress=False, log=lambda s: None)
+    first.run_baseline()
+    stored = (d / "baseline.jsonl").read_bytes()
+    SustainRun(cfg, d, model=model, progress=False, log=lambda s: None).run_baseline()  # same prompt: reused
+    assert (d / "baseline.jsonl").read_bytes() == stored
+    changed = SustainRun(cfg, d, model=model, task=Reworded(), progress=False, log=lambda s: None)
+    it = changed.items()[0]
+    old_job = first._job("baseline", it, "baseline", 0, first.task.parts(it))
+    new_job = changed._job("baseline", it, "baseline", 0, changed.task.parts(it))
+    assert old_job["key"] != new_job["key"]
+    with pytest.raises(InterpError, match="prompt of baseline item .* changed"):
+        changed.run_baseline()
+    assert (d / "baseline.jsonl").read_bytes() == stored

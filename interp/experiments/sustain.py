@@ -203,9 +203,9 @@ class SustainRun:
                           item=item_id, condition=condition, seed=seed, gen=self.gen_config(seed).key_dict(),
                           position=self.cfg.position, config=self.cfg.hash(), prompt=prompt)
 
-    def _job(self, stage: str, item: Item, condition: str, seed: int, parts: list[Part], **extra) -> dict:
+    def _job(self, stage: str, item: Item, cond_id: str, seed: int, parts: list[Part], **extra) -> dict:
         prompt = self.prompt(parts)
-        return {"key": self.key(stage, item.id, condition, seed, prompt.input_ids), "parts": parts, "prompt": prompt,
+        return {"key": self.key(stage, item.id, cond_id, seed, prompt.input_ids), "parts": parts, "prompt": prompt,
                 "item": item, "seed": seed, **extra}
 
     def _generate_and_store(self, stage: str, jobs: list[dict]) -> None:
