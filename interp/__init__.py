@@ -19,6 +19,7 @@ _API = {
     "AttentionHooks": "interp.models.hooked_attention",
     "Part": "interp.prompts", "Prompt": "interp.prompts", "build_prompt": "interp.prompts",
     "ResultStore": "interp.store", "load_records": "interp.store",
+    "RunDir": "interp.rundir",
     "get_task": "interp.tasks", "register_task": "interp.tasks", "Task": "interp.tasks", "Item": "interp.tasks",
     "Score": "interp.tasks",
     "Constraint": "interp.constraints", "ConstraintType": "interp.constraints",

@@ -1,16 +1,18 @@
 """Append-only JSONL result store keyed by a content hash, safe against crashes.
 
-Each record carries `key = hash(model, task, item, condition, config)`. Appends are flushed and
-fsynced line by line; on open, a half-written last line (a crash mid-write) is cut off, so a killed
-run restarted with the same store skips what is done and never writes duplicates.
+Each record carries `key = hash(model, task, item, condition, prompt, config)`. Appends are flushed and
+fsynced line by line; on open for writing, a half-written last line (a crash mid-write) is cut off, so a
+killed run restarted with the same store skips what is done and never writes duplicates. Readers
+(`scan_records`, `read_records`, `load_records`) never modify the file.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 
 def record_key(**parts: Any) -> str:
@@ -20,11 +22,16 @@ def record_key(**parts: Any) -> str:
 
 
 class ResultStore:
-    """JSONL file of records (dicts with a "key"); `append` is durable, `keys()` tells what is done."""
+    """JSONL file of records (dicts with a "key"); `append` is durable, `keys()` tells what is done.
 
-    def __init__(self, path: str | os.PathLike):
+    Opening it is a write (a crash's partial last line is cut off). `guard`, if given, is called before
+    every append and raises when the caller may not write (a run directory whose lock it does not hold).
+    """
+
+    def __init__(self, path: str | os.PathLike, guard: Callable[[], None] | None = None):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._guard = guard
         self._keys: set[str] = set()
         self._repair()
         for rec in self._read():
@@ -58,6 +65,8 @@ class ResultStore:
             raise ValueError("record needs a 'key' (see record_key)")
         if record["key"] in self._keys:
             return False
+        if self._guard is not None:
+            self._guard()
         line = json.dumps(record, default=_json_default, ensure_ascii=False) + "\n"
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(line)
@@ -79,18 +88,52 @@ class ResultStore:
         return pd.DataFrame(self.records())
 
 
-def read_records(path: str | os.PathLike) -> list[dict]:
-    """Records of a JSONL store without opening it for writing (a partial last line of a live run is skipped)."""
+@dataclass
+class Scan:
+    """What a read of a JSONL store found: the records, the numbers (1-based) of lines that are not records
+    (bad JSON, not an object, no string "key", a required field missing) and whether the file ends in a
+    partial line (a live or crashed writer's; skipped and not counted as bad)."""
+
+    records: list[dict] = field(default_factory=list)
+    bad_lines: list[int] = field(default_factory=list)
+    partial_tail: bool = False
+
+    def problem(self, name: str) -> str | None:
+        """One line describing the skipped lines, or None when there are none."""
+        if not self.bad_lines:
+            return None
+        shown = ", ".join(map(str, self.bad_lines[:5])) + (" ..." if len(self.bad_lines) > 5 else "")
+        return f"{name}: skipped {len(self.bad_lines)} unreadable line(s) (line {shown})"
+
+
+def scan_records(path: str | os.PathLike, required: Sequence[str] = ("key",)) -> Scan:
+    """Read a JSONL store without modifying it, counting (not hiding) lines that are not valid records."""
     p = Path(path)
+    scan = Scan()
     if not p.exists():
-        return []
-    out = []
-    for line in filter(str.strip, p.read_text(encoding="utf-8").splitlines()):
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
+        return scan
+    data = p.read_bytes()
+    lines = data.split(b"\n")
+    if lines and lines[-1].strip():
+        scan.partial_tail = True
+    for no, raw in enumerate(lines[:-1], 1):
+        if not raw.strip():
             continue
-    return out
+        try:
+            rec = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            rec = None
+        if isinstance(rec, dict) and isinstance(rec.get("key"), str) and all(f in rec for f in required):
+            scan.records.append(rec)
+        else:
+            scan.bad_lines.append(no)
+    return scan
+
+
+def read_records(path: str | os.PathLike) -> list[dict]:
+    """Records of a JSONL store without opening it for writing (a partial last line of a live run is skipped;
+    use `scan_records` to learn how many unreadable lines were skipped)."""
+    return scan_records(path).records
 
 
 def _json_default(o):
@@ -104,11 +147,11 @@ def _json_default(o):
 
 
 def load_records(path: str | os.PathLike):
-    """One call from a run's JSONL file (or run directory) to a pandas DataFrame."""
+    """One call from a run's JSONL file (or run directory) to a pandas DataFrame; strictly read-only."""
+    import pandas as pd
+
     p = Path(path)
     if p.is_dir():
-        import pandas as pd
-
-        frames = [ResultStore(f).to_pandas().assign(stage=f.stem) for f in sorted(p.glob("*.jsonl"))]
+        frames = [pd.DataFrame(read_records(f)).assign(stage=f.stem) for f in sorted(p.glob("*.jsonl"))]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    return ResultStore(p).to_pandas()
+    return pd.DataFrame(read_records(p))

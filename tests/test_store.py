@@ -28,3 +28,16 @@ def test_half_written_line_is_dropped(tmp_path):
     assert s.keys() == {"a"}
     s.append({"key": "b", "v": 2})
     assert [r["key"] for r in ResultStore(p).records()] == ["a", "b"]
+
+
+def test_readers_never_modify_and_count_bad_lines(tmp_path):
+    from interp.store import read_records, scan_records
+
+    p = tmp_path / "r.jsonl"
+    text = '{"key": "a", "v": 1}\n{"foo": 1}\n[1, 2]\n{"key": "b"}\nnot json\n{"key": "c", "v"'
+    p.write_text(text)
+    scan = scan_records(p, required=("key", "v"))
+    assert [r["key"] for r in scan.records] == ["a"] and scan.bad_lines == [2, 3, 4, 5] and scan.partial_tail
+    assert [r["key"] for r in read_records(p)] == ["a", "b"]
+    assert list(load_records(p)["key"]) == ["a", "b"]
+    assert p.read_text() == text

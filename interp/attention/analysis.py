@@ -20,7 +20,7 @@ from scipy import stats as sps
 
 from ..errors import InterpError
 from ..prompts import Prompt
-from ..store import read_records
+from ..rundir import RunDir
 from ..stats import aggregate_effect, benjamini_hochberg, curve_with_ci, mann_whitney_by_cell, step_curves
 from ..stats.proportions import paired_bootstrap_diff
 from .cas import normalise
@@ -49,9 +49,7 @@ def span_parts(record: dict, span: str) -> list[str]:
 
 
 def _load_model(run_dir: Path):
-    from ..experiments.config import SustainConfig
-
-    return SustainConfig.from_dict(json.loads((run_dir / "config.json").read_text())["config"]).load_model()
+    return RunDir(run_dir).sustain_config().load_model()
 
 
 def teacher_forced_cached(run_dir: str | Path, model, jobs: Sequence[tuple[str, dict, Sequence[int]]],
@@ -171,10 +169,11 @@ def cas_report(run_dir: str | Path, span: str = "constraints", normalisation: st
     d = Path(run_dir)
     if not (d / "constrained.jsonl").exists():
         raise InterpError(f"{d} has no constrained.jsonl: run `interp sustain` first")
-    all_con = read_records(d / "constrained.jsonl")
-    base = {r["key"]: r for r in read_records(d / "baseline.jsonl")}
+    rd = RunDir(d)
+    all_con = rd.records("constrained")
+    base = {r["key"]: r for r in rd.records("baseline")}
     recs = [r for r in all_con if r.get("condition_kind") in ("single", "set") and r.get("cas_file")]
-    notes: list[str] = []
+    notes = [f"skipped {len(v)} unreadable line(s) of {k}.jsonl (lines {v[:20]})" for k, v in rd.skipped.items()]
     if len(recs) < sum(r.get("condition_kind") in ("single", "set") for r in all_con):
         notes.append("some constrained generations have no CAS file (run with capture_cas=False?) and are left out")
     if (teacher_forced or reference) and model is None and recs:

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..errors import InterpError
 from ..stats import paired_bootstrap_diff, proportion
 from .config import SustainConfig, load_config_file
 from .report import load_run
@@ -61,7 +62,9 @@ def run_comparison(config: str | Path | dict, out: str | Path, model_cache: dict
     from .sustain import SustainRun
 
     d = dict(config) if isinstance(config, dict) else load_config_file(config)
-    models = d.pop("models")
+    models = d.pop("models", None)
+    if not isinstance(models, list) or not all(isinstance(m, dict) and {"label", "model"} <= set(m) for m in models):
+        raise InterpError("a comparison config needs `models: [{label, model}, ...]`")
     out = Path(out)
     dirs = {}
     for m in models:

@@ -1,10 +1,14 @@
-"""Experiment configuration: one dataclass, loadable from YAML/JSON, hashed to guard resumed runs."""
+"""Experiment configuration: one validated dataclass, loadable from YAML/JSON, hashed to guard resumed runs."""
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
+import math
+import types
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Union, get_args, get_origin, get_type_hints
 
 from ..errors import InterpError
 
@@ -38,6 +42,47 @@ class SustainConfig:
     backend_concurrency: int = 8
     backend_api_key_env: str = "OPENAI_API_KEY"
 
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        """Check every field's type and range, the task name and its kwargs; one InterpError for the first bad one.
+
+        Runs on construction, so a bad config is refused before anything is written.
+        """
+        hints = get_type_hints(type(self))
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if not _is(v, hints[f.name]):
+                raise InterpError(f"config field {f.name!r} must be {_describe(hints[f.name])}, got {v!r}")
+        from ..constraints import CONSTRAINT_TYPES
+        from ..constraints.insert import POSITIONS
+
+        checks = [
+            ("model", bool(self.model.strip()), "a non-empty model name"),
+            ("n_items", self.n_items >= 1, "at least 1"),
+            ("offset", self.offset >= 0, ">= 0"),
+            ("max_new_tokens", self.max_new_tokens is None or self.max_new_tokens >= 1, "at least 1 (or null)"),
+            ("temperature", math.isfinite(self.temperature) and self.temperature >= 0, "a finite number >= 0"),
+            ("seeds", bool(self.seeds) and min(self.seeds) >= 0 and len(set(self.seeds)) == len(self.seeds),
+             "a non-empty list of distinct integers >= 0"),
+            ("batch_size", self.batch_size >= 0, ">= 0 (0 = as large as memory allows)"),
+            ("per_type", self.per_type >= 1, "at least 1"),
+            ("k_values", all(k >= 1 for k in self.k_values), "a list of integers >= 1"),
+            ("position", self.position in POSITIONS, f"one of {', '.join(POSITIONS)}"),
+            ("controls", set(self.controls) <= set(CONTROLS), f"a list drawn from {', '.join(CONTROLS)}"),
+            ("types", self.types is None or set(self.types) <= set(CONSTRAINT_TYPES),
+             f"null or a list drawn from {', '.join(sorted(CONSTRAINT_TYPES))}"),
+            ("dtype", self.dtype in DTYPES, f"one of {', '.join(DTYPES)}"),
+            ("backend", self.backend == "local" or self.backend.startswith(("http://", "https://")),
+             "'local' or an http(s):// URL"),
+            ("backend_concurrency", self.backend_concurrency >= 1, "at least 1"),
+        ]
+        for name, ok, what in checks:
+            if not ok:
+                raise InterpError(f"config field {name!r} must be {what}, got {getattr(self, name)!r}")
+        check_task(self.task, self.task_kwargs)
+
     @property
     def model_label(self) -> str:
         return self.label or self.model
@@ -61,11 +106,61 @@ class SustainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "SustainConfig":
+        if not isinstance(d, dict):
+            raise InterpError(f"a config must be a mapping of fields, got {type(d).__name__} {d!r}")
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
             raise InterpError(f"unknown config keys {sorted(unknown)}; known: {sorted(known)}")
         return cls(**d)
+
+
+CONTROLS = ("neutral", "paraphrase", "rerun")
+DTYPES = ("auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16")
+
+
+def _is(v, hint) -> bool:
+    """Whether `v` (as parsed from YAML/JSON) fits the annotation; bools are not numbers, ints are floats."""
+    origin, args = get_origin(hint), get_args(hint)
+    if origin in (Union, types.UnionType):
+        return any(_is(v, a) for a in args)
+    if origin is list:
+        return isinstance(v, list) and all(_is(x, args[0]) for x in v)
+    if origin is dict or hint is dict:
+        return isinstance(v, dict) and all(isinstance(k, str) for k in v)
+    if hint is type(None):
+        return v is None
+    if hint is float:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+    if hint is int:
+        return isinstance(v, int) and not isinstance(v, bool)
+    return isinstance(v, hint)
+
+
+def _describe(hint) -> str:
+    origin, args = get_origin(hint), get_args(hint)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_describe(a) for a in args)
+    if origin is list:
+        return "a list of " + {int: "integers", float: "numbers", str: "strings"}.get(args[0], _describe(args[0]))
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false", dict: "a mapping",
+             type(None): "null"}
+    return names.get(hint, getattr(hint, "__name__", str(hint)))
+
+
+def check_task(name: str, kwargs: dict) -> None:
+    """The task is registered and accepts these keyword arguments (checked without building it)."""
+    from ..tasks import get_task
+    from ..tasks.base import TASKS
+
+    if name not in TASKS:
+        get_task(name)  # raises the registry's error listing the known tasks
+    try:
+        inspect.signature(TASKS[name]).bind(**kwargs)
+    except TypeError as e:
+        raise InterpError(f"task {name!r} does not accept task_kwargs {kwargs!r}: {e}") from None
+    except ValueError:  # no introspectable signature: checked when the task is built
+        pass
 
 
 def load_config_file(path: str | Path) -> dict:
@@ -78,7 +173,11 @@ def load_config_file(path: str | Path) -> dict:
         if p.suffix in (".yaml", ".yml"):
             import yaml
 
-            return yaml.safe_load(text) or {}
-        return json.loads(text)
+            d = yaml.safe_load(text) or {}
+        else:
+            d = json.loads(text)
     except Exception as e:  # noqa: BLE001 - any parse error becomes one line
         raise InterpError(f"cannot parse config {p}: {str(e).splitlines()[0]}") from None
+    if not isinstance(d, dict):
+        raise InterpError(f"config {p} must hold a mapping of fields (key: value lines), got {type(d).__name__} {d!r}")
+    return d

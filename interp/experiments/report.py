@@ -12,9 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import InterpError
+from ..rundir import RunDir
 from ..stats import per_item_rates, proportion
-from ..store import load_records
 
 ESTIMATOR_NOTE = ("SustainScore = solved-with-constraint / solved-without, over (item, condition) pairs whose "
                   "baseline was solved; 95% Wilson intervals. With several sampling seeds a pair counts as the "
@@ -22,12 +21,8 @@ ESTIMATOR_NOTE = ("SustainScore = solved-with-constraint / solved-without, over 
 
 
 def load_run(run_dir: str | Path) -> dict[str, pd.DataFrame]:
-    """The run's stages as DataFrames: baseline, constraints, constrained."""
-    d = Path(run_dir)
-    if not (d / "baseline.jsonl").exists():
-        raise InterpError(f"{d} is not a SustainScore run directory (no baseline.jsonl)")
-    return {s: load_records(d / f"{s}.jsonl") if (d / f"{s}.jsonl").exists() else pd.DataFrame()
-            for s in ("baseline", "constraints", "constrained")}
+    """The run's stages as DataFrames: baseline, constraints, constrained (read-only; see RunDir.load_run)."""
+    return RunDir(run_dir).load_run()
 
 
 def _row(group: str, df: pd.DataFrame, base_len: dict[str, int] | None = None) -> dict:
@@ -115,8 +110,9 @@ def _examples(con: pd.DataFrame, n: int = 3) -> list[dict]:
 def write_report(run_dir: str | Path, figures: bool = True) -> dict:
     """Recompute all tables from the records and write report.md, report.json and figures/."""
     d = Path(run_dir)
-    runs = load_run(d)
-    cfg = json.loads((d / "config.json").read_text())
+    rd = RunDir(d)
+    runs = rd.load_run()
+    cfg = rd.read_config()
     tables = sustain_tables(runs)
     fig_paths: dict[str, list[str]] = {}
     if figures and "overall" in tables:
@@ -131,10 +127,11 @@ def write_report(run_dir: str | Path, figures: bool = True) -> dict:
 
     base = runs["baseline"]
     meta = {"config": cfg["config"], "config_hash": cfg["config_hash"],
-            "model_revision": base["model_revision"].iloc[0] if len(base) else "",
+            "model_revision": base["model_revision"].iloc[0] if "model_revision" in base else "",
             "versions": {"python": platform.python_version(), "torch": torch.__version__,
                          "transformers": transformers.__version__},
-            "n_records": {k: len(v) for k, v in runs.items()}}
+            "n_records": {k: len(v) for k, v in runs.items()},
+            "skipped_lines": {f"{k}.jsonl": v for k, v in rd.skipped.items()}}
     con = runs["constrained"]
     report = {"meta": meta, "estimator": ESTIMATOR_NOTE,
               "tables": {k: json.loads(v.to_json(orient="records")) for k, v in tables.items()},
@@ -143,6 +140,9 @@ def write_report(run_dir: str | Path, figures: bool = True) -> dict:
     md = [f"# SustainScore report: {cfg['config']['model']} on {cfg['config']['task']}", "",
           f"Config hash `{cfg['config_hash']}`, model revision `{meta['model_revision']}`, "
           f"seeds {cfg['config']['seeds']}, temperature {cfg['config']['temperature']}.", "", ESTIMATOR_NOTE, ""]
+    for name, lines in meta["skipped_lines"].items():
+        md += [f"**Warning:** {len(lines)} unreadable line(s) of `{name}` were skipped (lines {lines[:20]}); "
+               "the tables below leave them out.", ""]
     for name, title in (("baseline", "Baseline"), ("overall", "SustainScore (with controls)"),
                         ("by_type", "By constraint type"), ("by_domain", "By domain"),
                         ("scaling", "Constraint-count scaling"), ("errors", "Failure analysis (counts)"),

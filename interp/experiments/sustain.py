@@ -2,19 +2,13 @@
 
 Every stage appends to its own JSONL store in the run directory, batch by batch, so a run killed at
 any point and started again skips what is done and ends with exactly the records of an
-uninterrupted run. Run-directory layout:
-
-    config.json        the SustainConfig (a resumed run must match it)
-    baseline.jsonl     one record per (item, seed) without constraint
-    constraints.jsonl  one record per baseline-solved item: every candidate, accepted or rejected
-    constrained.jsonl  one record per (item, condition, seed): constraint sets, K-sets and controls
-    cas/<key>.npz      CAS arrays of each generation (linked by `cas_file`)
-    report.md / report.json / figures/
+uninterrupted run. A record's key covers the prompt token ids, so a changed prompt is generated anew.
+The run-directory layout and its one-writer lock live in `interp.rundir.RunDir`.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,12 +20,13 @@ from ..constraints import (Constraint, ProposeContext, accepted_constraints, ext
                            insert_constraints, neutral_control, paraphrase_task, sample_constraint_set)
 from ..errors import InterpError
 from ..models.generation import GenConfig, generate
-from ..prompts import Part, build_prompt
+from ..prompts import Part, Prompt, build_prompt
+from ..rundir import STAGES, RunDir
 from ..store import ResultStore, record_key
 from ..tasks import Item, Task, get_task
 from .config import SustainConfig
 
-STAGES = ("baseline", "constraints", "constrained")
+__all__ = ["STAGES", "Condition", "SustainRun", "error_type", "run_sustain"]
 
 
 @dataclass
@@ -66,34 +61,48 @@ def error_type(success: bool, lenient_success: bool, finish_reason: str) -> str:
     return "truncated" if finish_reason == "length" else "reasoning"
 
 
+def _writer(method):
+    """Run a stage holding the run directory's lock (re-entrant; another process holding it is an error)."""
+
+    @functools.wraps(method)
+    def wrapped(self, *a, **k):
+        with self.rundir.lock("interp sustain"):
+            return method(self, *a, **k)
+
+    return wrapped
+
+
 class SustainRun:
-    """A SustainScore run bound to a run directory; `run()` executes or resumes all stages."""
+    """A SustainScore run bound to a run directory; `run()` executes or resumes all stages.
+
+    The config and task are validated before anything is written; each stage holds the directory's lock.
+    """
 
     def __init__(self, cfg: SustainConfig, run_dir: str | Path, model=None, task: Task | None = None,
                  extractor=None, progress: bool = True, log: Callable[[str], None] = print,
                  shard: tuple[int, int] | None = None):
+        cfg.validate()
         self.cfg = cfg
-        self.dir = Path(run_dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self._check_config()
-        self.task = task or get_task(cfg.task, **cfg.task_kwargs)
+        if task is None:
+            try:
+                task = get_task(cfg.task, **cfg.task_kwargs)
+            except (TypeError, ValueError) as e:
+                raise InterpError(f"task {cfg.task!r} refuses task_kwargs {cfg.task_kwargs!r}: {e}") from None
+        self.task = task
+        self.rundir = RunDir(run_dir)
+        self.dir = self.rundir.path
+        with self.rundir.lock("interp sustain"):
+            self.rundir.claim(cfg)
         self.model = model
         self._extractor = extractor
         self.progress = progress
         self.log = log
         self.shard = shard
-        self.stores = {s: ResultStore(self.dir / f"{s}.jsonl") for s in STAGES}
 
-    def _check_config(self) -> None:
-        path = self.dir / "config.json"
-        mine = {"config": self.cfg.to_dict(), "config_hash": self.cfg.hash()}
-        if path.exists():
-            old = json.loads(path.read_text())
-            if old.get("config_hash") != mine["config_hash"]:
-                raise InterpError(f"{self.dir} holds a run with a different config (hash {old.get('config_hash')} vs "
-                                  f"{mine['config_hash']}); use a new --out folder")
-        else:
-            path.write_text(json.dumps(mine, indent=2))
+    @property
+    def stores(self) -> dict[str, ResultStore]:
+        """The stages' writable stores (only while the run directory's lock is held)."""
+        return {s: self.rundir.store(s) for s in STAGES}
 
     # ---- helpers -------------------------------------------------------------------------------
     def _model(self):
@@ -147,20 +156,28 @@ class SustainRun:
             self._tok = load_tokenizer(self.cfg.model)
         return self._tok
 
+    def prompt(self, parts: list[Part]) -> Prompt:
+        """The rendered prompt of a job (its token ids enter the record key)."""
+        return build_prompt(self.tokenizer(), parts)
+
     def _generate(self, js: list[dict], cfg: GenConfig):
         """Generations for one batch of jobs: hooked local model (with CAS) or the HTTP backend."""
         from ..models.generation import Generation
         from ..prompts import messages_from_parts
 
+        prompts = [j["prompt"] for j in js]
         if self.http is None:
             model = self._model()
-            prompts = [build_prompt(model.tokenizer, j["parts"]) for j in js]
+            keyed_apart = getattr(self, "_tok", None) is not None  # keys made with a separately loaded tokenizer
+            for j, p in zip(js, prompts):
+                if keyed_apart and build_prompt(model.tokenizer, j["parts"]).input_ids != p.input_ids:
+                    raise InterpError(f"the loaded model's tokenizer renders the prompt of {j['item'].id} differently "
+                                      f"from the tokenizer of {self.cfg.model!r} that keyed it; cannot key records")
             providers = (lambda b: [CASCapture(model.n_layers, model.n_heads, cfg.max_new_tokens)]) \
                 if self.cfg.capture_cas else None
             return generate(model, prompts, cfg, providers_for_batch=providers, progress=False,
                             row_keys=[j["key"] for j in js])
         tok = self.tokenizer()
-        prompts = [build_prompt(tok, j["parts"]) for j in js]
         outs = self.http.generate([messages_from_parts(j["parts"])[0] for j in js], max_new_tokens=cfg.max_new_tokens,
                                   temperature=cfg.temperature, seed=cfg.seed)
         reasons = {"stop": "eos", "length": "length"}
@@ -179,15 +196,23 @@ class SustainRun:
         return GenConfig(max_new_tokens=self.cfg.max_new_tokens or self.task.max_new_tokens,
                          temperature=self.cfg.temperature, seed=seed, batch_size=self.cfg.batch_size)
 
-    def key(self, stage: str, item_id: str, condition: str, seed: int) -> str:
+    def key(self, stage: str, item_id: str, condition: str, seed: int, prompt_ids: Sequence[int]) -> str:
+        """Record key: everything that determines the output, the prompt token ids included."""
+        prompt = hashlib.sha256(",".join(map(str, prompt_ids)).encode()).hexdigest()[:16]
         return record_key(model=self.cfg.model, task=self.cfg.task, task_kwargs=self.cfg.task_kwargs, stage=stage,
                           item=item_id, condition=condition, seed=seed, gen=self.gen_config(seed).key_dict(),
-                          position=self.cfg.position, config=self.cfg.hash())
+                          position=self.cfg.position, config=self.cfg.hash(), prompt=prompt)
+
+    def _job(self, stage: str, item: Item, cond_id: str, seed: int, parts: list[Part], **extra) -> dict:
+        prompt = self.prompt(parts)
+        return {"key": self.key(stage, item.id, cond_id, seed, prompt.input_ids), "parts": parts, "prompt": prompt,
+                "item": item, "seed": seed, **extra}
 
     def _generate_and_store(self, stage: str, jobs: list[dict]) -> None:
         """Generate the pending jobs (dicts with key, parts, item, seed, ...) batch by batch, appending records."""
         from tqdm.auto import tqdm
 
+        self._refuse_changed(stage, jobs)
         pending = [j for j in jobs if j["key"] not in self.stores[stage]]
         if not pending:
             return
@@ -214,6 +239,20 @@ class SustainRun:
             bar.update(len(chunk))
         bar.close()
 
+    def _refuse_changed(self, stage: str, jobs: list[dict]) -> None:
+        """Refuse to mix answers: a stored record of the same (item, condition, seed) under another key means its
+        prompt (or what else the key covers) changed since it was written."""
+        stored = {(r["item_id"], r.get("condition", "baseline"), r.get("seed")): r for r in self.records(stage)
+                  if "item_id" in r}
+        for j in jobs:
+            cond = j["condition"].id if j.get("condition") else "baseline"
+            old = stored.get((j["item"].id, cond, j["seed"]))
+            if old is not None and old["key"] != j["key"]:
+                what = "prompt" if old.get("prompt_ids") != j["prompt"].input_ids else "generation settings"
+                raise InterpError(f"{self.dir}: the {what} of {stage} item {j['item'].id} ({cond}, seed {j['seed']}) "
+                                  f"changed since its record {old['key']} was written (task prompt parts or code "
+                                  "changed?); resuming would mix old and new answers: use a new --out folder")
+
     def _record(self, stage: str, job: dict, g, sc, le) -> dict:
         item: Item = job["item"]
         rec = {
@@ -238,9 +277,10 @@ class SustainRun:
         return rec
 
     # ---- stages --------------------------------------------------------------------------------
+    @_writer
     def run_baseline(self) -> list[dict]:
-        jobs = [{"key": self.key("baseline", it.id, "baseline", seed), "parts": self.task.parts(it), "item": it,
-                 "seed": seed} for it in self.items() for seed in self.cfg.seeds]
+        jobs = [self._job("baseline", it, "baseline", seed, self.task.parts(it))
+                for it in self.items() for seed in self.cfg.seeds]
         self._generate_and_store("baseline", jobs)
         return self.records("baseline")
 
@@ -253,6 +293,7 @@ class SustainRun:
                 out[r["item_id"]] = r
         return out
 
+    @_writer
     def run_constraints(self) -> list[dict]:
         succ = self.baseline_successes()
         store = self.stores["constraints"]
@@ -316,6 +357,7 @@ class SustainRun:
             parts = insert_constraints(parts, inserts, position=self.cfg.position)
         return parts
 
+    @_writer
     def run_constrained(self) -> list[dict]:
         succ = self.baseline_successes()
         cons = {r["item_id"]: r for r in self.records("constraints")}
@@ -324,17 +366,19 @@ class SustainRun:
             if it.id not in succ or it.id not in cons:
                 continue
             for cond in self.conditions(it, succ[it.id], cons[it.id]):
+                parts = self.condition_parts(it, cond)
                 for seed in self.cfg.seeds:
                     s = seed + 1000 if cond.id == "control:rerun" and self.cfg.temperature > 0 else seed
-                    jobs.append({"key": self.key("constrained", it.id, cond.id, seed), "item": it, "seed": s,
-                                 "parts": self.condition_parts(it, cond), "condition": cond,
-                                 "baseline_key": succ[it.id]["key"]})
+                    job = self._job("constrained", it, cond.id, seed, parts, condition=cond,
+                                    baseline_key=succ[it.id]["key"])
+                    jobs.append({**job, "seed": s})
         self._generate_and_store("constrained", jobs)
         return self.records("constrained")
 
     def records(self, stage: str) -> list[dict]:
-        return self.stores[stage].records()
+        return self.rundir.records(stage)
 
+    @_writer
     def run(self, report: bool = True):
         """Run (or resume) every stage, then write the report; returns the report dict."""
         base = self.run_baseline()

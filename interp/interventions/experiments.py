@@ -39,6 +39,7 @@ from ..errors import InterpError
 from ..models.generation import GenConfig, generate
 from ..prompts import Prompt
 from ..stats import paired_bootstrap_diff, proportion
+from ..rundir import RunDir
 from ..store import ResultStore, record_key
 from .attribution import attribution_scores, spearman
 from .spec import Intervention, InterventionProvider, random_span
@@ -171,22 +172,20 @@ class AblationRun:
     """run_ablation's machinery bound to one run directory (see the module docstring for the stages)."""
 
     def __init__(self, run_dir, cfg: AblationConfig, model=None, log=print):
-        from ..experiments.config import SustainConfig
         from ..tasks import get_task
 
-        self.dir = Path(run_dir)
-        if not (self.dir / "config.json").exists() or not (self.dir / "constrained.jsonl").exists():
+        self.rundir = RunDir(run_dir)
+        self.dir = self.rundir.path
+        if not self.rundir.config_path.exists() or not self.rundir.has("constrained"):
             raise InterpError(f"{self.dir} is not a finished SustainScore run (needs config.json and constrained.jsonl)")
         self.cfg = cfg
-        self.run_cfg = SustainConfig.from_dict(json.loads((self.dir / "config.json").read_text())["config"])
+        self.run_cfg = self.rundir.sustain_config()
         self.task = get_task(self.run_cfg.task, **self.run_cfg.task_kwargs)
         self.items = {it.id: it for it in self.task.items(self.run_cfg.n_items, self.run_cfg.offset)}
         self._model = model
         self.log = log
-        self.store = ResultStore(self.dir / "ablations.jsonl")
-        self.sweep_store = ResultStore(self.dir / "ablation_sweep.jsonl")
-        self.baseline = {r["key"]: r for r in ResultStore(self.dir / "baseline.jsonl").records()}
-        real = [r for r in ResultStore(self.dir / "constrained.jsonl").records()
+        self.baseline = {r["key"]: r for r in self.rundir.records("baseline")}
+        real = [r for r in self.rundir.records("constrained")
                 if r.get("condition_kind") != "control" and r["item_id"] in self.items]
         stale = sorted({r["item_id"] for r in real if self.items[r["item_id"]].input not in r["prompt_text"]})
         if stale:
@@ -200,6 +199,15 @@ class AblationRun:
         self.failed = [r for r in real if not r["success"]]
         self.success = [r for r in real if r["success"]]
         self.notes: list[str] = []
+
+    @property
+    def store(self) -> ResultStore:
+        """ablations.jsonl, writable while the run directory's lock is held."""
+        return self.rundir.store("ablations")
+
+    @property
+    def sweep_store(self) -> ResultStore:
+        return self.rundir.store("ablation_sweep")
 
     @property
     def model(self):
@@ -314,6 +322,11 @@ class AblationRun:
         return [s for s in self.sweep_store.records() if s["base_key"] in keys]
 
     def run(self) -> dict:
+        """Every stage, holding the run directory's lock (a second writer on it is refused)."""
+        with self.rundir.lock("interp ablate"):
+            return self._run()
+
+    def _run(self) -> dict:
         top, rand = self.head_sets()
         self.log(f"ablation: {len(self.failed)} constrained failures, {len(self.success)} successes")
         jobs = [(r, a) for r in self.failed for a in make_arms("rescue", self.cfg, top, rand)]
@@ -400,10 +413,11 @@ def write_ablation_report(run_dir, cfg: AblationConfig, top, rand, top_heads, no
     from ..plots.ablation import plot_attribution, plot_cas_shift, plot_rates, plot_sweep_heatmap
 
     d = Path(run_dir)
-    recs = ResultStore(d / "ablations.jsonl").to_pandas()
+    rd = RunDir(d)
+    recs = rd.frame("ablations")
     if base_keys is not None and not recs.empty:
         recs = recs[recs.base_key.isin(base_keys)]
-    sweeps = [s for s in ResultStore(d / "ablation_sweep.jsonl").records()
+    sweeps = [s for s in rd.records("ablation_sweep")
               if sweep_keys is None or s["base_key"] in sweep_keys]
     table = summary_table(recs)
     comps = paired_comparisons(recs) if not recs.empty else pd.DataFrame()
