@@ -28,8 +28,11 @@ from ..errors import InterpError
 from ..models.generation import GenConfig, generate
 from ..prompts import Part, build_prompt
 from ..store import ResultStore, record_key
-from ..tasks import Item, Task, get_task
+from ..registry import ref_of
+from ..tasks import Item, Task, get_task, task_ref
 from .config import SustainConfig
+from .outcomes import error_type
+from .report import write_report
 
 STAGES = ("baseline", "constraints", "constrained")
 
@@ -57,15 +60,6 @@ def _seed_of(*parts) -> int:
     return int(hashlib.sha1("|".join(map(str, parts)).encode()).hexdigest()[:8], 16)
 
 
-def error_type(success: bool, lenient_success: bool, finish_reason: str) -> str:
-    """none | output_spec (right solution, wrong form) | truncated (cut at the token budget) | reasoning."""
-    if success:
-        return "none"
-    if lenient_success:
-        return "output_spec"
-    return "truncated" if finish_reason == "length" else "reasoning"
-
-
 class SustainRun:
     """A SustainScore run bound to a run directory; `run()` executes or resumes all stages."""
 
@@ -75,8 +69,8 @@ class SustainRun:
         self.cfg = cfg
         self.dir = Path(run_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self._check_config()
-        self.task = task or get_task(cfg.task, **cfg.task_kwargs)
+        recorded = self._check_config(task)
+        self.task = task or get_task(cfg.task, ref=recorded.get("task_ref"), **cfg.task_kwargs)
         self.model = model
         self._extractor = extractor
         self.progress = progress
@@ -84,7 +78,8 @@ class SustainRun:
         self.shard = shard
         self.stores = {s: ResultStore(self.dir / f"{s}.jsonl") for s in STAGES}
 
-    def _check_config(self) -> None:
+    def _check_config(self, task: Task | None) -> dict:
+        """The run's config.json (written on first use with the task's `module:qualname` as `task_ref`)."""
         path = self.dir / "config.json"
         mine = {"config": self.cfg.to_dict(), "config_hash": self.cfg.hash()}
         if path.exists():
@@ -92,8 +87,10 @@ class SustainRun:
             if old.get("config_hash") != mine["config_hash"]:
                 raise InterpError(f"{self.dir} holds a run with a different config (hash {old.get('config_hash')} vs "
                                   f"{mine['config_hash']}); use a new --out folder")
-        else:
-            path.write_text(json.dumps(mine, indent=2))
+            return old
+        mine["task_ref"] = ref_of(task) if task is not None else task_ref(self.cfg.task)
+        path.write_text(json.dumps(mine, indent=2))
+        return mine
 
     # ---- helpers -------------------------------------------------------------------------------
     def _model(self):
@@ -350,8 +347,6 @@ class SustainRun:
         self.run_constrained()
         if not report:
             return None
-        from .report import write_report
-
         return write_report(self.dir)
 
 

@@ -178,8 +178,9 @@ class AblationRun:
         if not (self.dir / "config.json").exists() or not (self.dir / "constrained.jsonl").exists():
             raise InterpError(f"{self.dir} is not a finished SustainScore run (needs config.json and constrained.jsonl)")
         self.cfg = cfg
-        self.run_cfg = SustainConfig.from_dict(json.loads((self.dir / "config.json").read_text())["config"])
-        self.task = get_task(self.run_cfg.task, **self.run_cfg.task_kwargs)
+        recorded = json.loads((self.dir / "config.json").read_text())
+        self.run_cfg = SustainConfig.from_dict(recorded["config"])
+        self.task = get_task(self.run_cfg.task, ref=recorded.get("task_ref"), **self.run_cfg.task_kwargs)
         self.items = {it.id: it for it in self.task.items(self.run_cfg.n_items, self.run_cfg.offset)}
         self._model = model
         self.log = log
