@@ -89,7 +89,7 @@ class Registry(Mapping[str, T], Generic[T]):
         self.get(name)
         return self._refs.get(name, name)
 
-    def get(self, name: str, default: Any = None) -> T:  # type: ignore[override]
+    def get(self, name: str, default: Any = None) -> T:
         """The object under `name`; a `module:qualname` reference is imported (its module registers it).
 
         Unknown names raise one InterpError listing the known ones (`default` is not used: a silent

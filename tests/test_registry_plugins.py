@@ -267,3 +267,16 @@ def test_small_groups_get_no_interval():
     assert (row["n_success"], row["n"], row["score"]) == (1, 2, 0.5) and math.isnan(row["lo"])
     assert "k" not in row
     assert "| two pairs | 1 | 2 | 0.500 | – | – | 2 |" in _md_table(pd.DataFrame([row]))
+
+
+def test_package_api_is_visible_to_type_checkers():
+    """The TYPE_CHECKING imports, __all__ and the lazy _API map name the same objects, and each resolves."""
+    import interp
+
+    tree = ast.parse((ROOT / "interp" / "__init__.py").read_text())
+    block = next(n for n in tree.body if isinstance(n, ast.If) and getattr(n.test, "id", "") == "TYPE_CHECKING")
+    seen = {a.name: imp.module for imp in block.body for a in imp.names}
+    assert seen == interp._API
+    assert sorted(interp.__all__) == sorted(interp._API)
+    for name in interp._API:
+        assert getattr(interp, name) is not None, name

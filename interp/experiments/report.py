@@ -137,7 +137,7 @@ def write_report(run_dir: str | Path, figures: bool = True) -> dict:
                          "transformers": transformers.__version__},
             "n_records": {k: len(v) for k, v in runs.items()}}
     con = runs["constrained"]
-    report = {"meta": meta, "estimator": ESTIMATOR_NOTE,
+    report: dict = {"meta": meta, "estimator": ESTIMATOR_NOTE,
               "tables": {k: json.loads(v.to_json(orient="records")) for k, v in tables.items()},
               "examples": _examples(con) if len(con) else [], "figures": fig_paths}
     (d / "report.json").write_text(json.dumps(report, indent=2, default=str))

@@ -262,7 +262,7 @@ class AblationRun:
 
                 def providers(batch):
                     return [InterventionProvider(model.n_layers, model.n_heads),
-                            CASCapture(model.n_layers, model.n_heads, gcfg.max_new_tokens)]
+                            CASCapture(model.n_layers, model.n_heads, gcfg.max_new_tokens)]  # noqa: B023 - called within this iteration
 
                 gens = generate(model, [record_prompt(r, self.cfg.seed) for r, _ in chunk], gcfg,
                                 providers_for_batch=providers, progress=False, row_keys=[r["key"] for r, _ in chunk],
