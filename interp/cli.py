@@ -133,7 +133,8 @@ def cmd_report(a) -> int:
 def cmd_cas(a) -> int:
     from .attention.analysis import cas_report
 
-    res = cas_report(a.run_dir, span=a.span, normalisation=a.normalisation, teacher_forced=a.teacher_forced)
+    res = cas_report(a.run_dir, **({"span": a.span, "normalisation": a.normalisation,
+                                    "teacher_forced": a.teacher_forced} | _settings(a, cas_report)))
     print(json.dumps(res.get("summary", {}), indent=2, default=str))
     print(f"CAS report: {Path(a.run_dir) / 'cas_report.md'}")
     return 0
@@ -206,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--span", default="constraints", help="span to analyse (default: union of constraints)")
     s.add_argument("--normalisation", default="raw", help="raw | no_sink | density | prompt_share")
     s.add_argument("--teacher-forced", action="store_true", help="recompute CAS from stored outputs first")
-    _add_plugin_args(s)
+    _add_plugin_args(s, "cas_report")
     s.set_defaults(fn=cmd_cas)
     s = sub.add_parser("ablate", help="causal ablations of constraint attention over a run (rescue/induce/sweep)")
     s.add_argument("run_dir")

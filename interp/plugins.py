@@ -1,4 +1,4 @@
-"""Researcher code on the command line: `--import MODULE` and `--set key=value` for any dataclass config.
+"""Researcher code on the command line: `--import MODULE`, and `--set key=value` for any config setting.
 
 `import_modules` imports the researcher's modules (their `@register_task` / `@register_constraint`
 decorators register on import). Installed packages need no flag: they declare entry points in the
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import inspect
 import json
 import sys
 import types
@@ -48,9 +49,14 @@ def import_modules(names: Iterable[str]) -> list[str]:
     return done
 
 
-def _field_types(cls: type) -> dict[str, Any]:
-    hints = typing.get_type_hints(cls)
-    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+def _field_types(target: Any) -> dict[str, Any]:
+    """Settable names and types: the fields of a dataclass, or the annotated keyword parameters of a function
+    (its first parameter, the run directory, and unannotated ones such as a loaded model are left out)."""
+    hints = typing.get_type_hints(target)
+    if dataclasses.is_dataclass(target):
+        return {f.name: hints[f.name] for f in dataclasses.fields(target)}
+    params = list(inspect.signature(target).parameters.values())[1:]
+    return {p.name: hints[p.name] for p in params if p.name in hints and p.default is not inspect.Parameter.empty}
 
 
 def _coerce(key: str, text: str, typ: Any) -> Any:
@@ -90,12 +96,14 @@ def _parse_json(key: str, text: str) -> Any:
         raise InterpError(f"--set {key}={text}: not valid JSON") from None
 
 
-def parse_sets(pairs: Iterable[str], cls: type) -> dict[str, Any]:
-    """`["key=value", ...]` -> {key: typed value} for the fields of dataclass `cls`; unknown keys are an error.
+def parse_sets(pairs: Iterable[str], target: Any) -> dict[str, Any]:
+    """`["key=value", ...]` -> {key: typed value} for the fields of a dataclass (or keyword parameters of a
+    function) `target`; unknown keys are an error.
 
     Lists take `a,b,c` or JSON `[...]`; dicts take JSON; `none` clears an optional setting.
     """
-    fields = _field_types(cls)
+    fields = _field_types(target)
+    what = getattr(target, "__name__", str(target))
     out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, text = pair.partition("=")
@@ -103,6 +111,6 @@ def parse_sets(pairs: Iterable[str], cls: type) -> dict[str, Any]:
         if not sep or not key:
             raise InterpError(f"--set expects key=value, got {pair!r}")
         if key not in fields:
-            raise InterpError(f"--set {key}: unknown setting of {cls.__name__}; known: {', '.join(sorted(fields))}")
+            raise InterpError(f"--set {key}: unknown setting of {what}; known: {', '.join(sorted(fields))}")
         out[key] = _coerce(key, text.strip(), fields[key])
     return out

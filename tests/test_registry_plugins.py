@@ -3,6 +3,7 @@ report/sustain layering. No model is loaded: everything here runs in well under 
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import math
 import os
@@ -280,3 +281,22 @@ def test_package_api_is_visible_to_type_checkers():
     assert sorted(interp.__all__) == sorted(interp._API)
     for name in interp._API:
         assert getattr(interp, name) is not None, name
+
+
+def test_set_reaches_cas_report_keywords(monkeypatch):
+    from interp.attention.analysis import cas_report
+
+    assert parse_sets(["n_boot=200", "reference=false", "control=none", "alpha=0.1"], cas_report) == \
+        {"n_boot": 200, "reference": False, "control": None, "alpha": 0.1}
+    with pytest.raises(InterpError, match="unknown setting of cas_report.*n_boot"):
+        parse_sets(["model=x"], cas_report)
+    seen = {}
+
+    @functools.wraps(cas_report)
+    def fake(run_dir, **kw):
+        seen.update(kw)
+        return {}
+
+    monkeypatch.setattr("interp.attention.analysis.cas_report", fake)
+    assert main(["cas", "somewhere", "--set", "n_boot=50", "--set", "span=task"]) == 0
+    assert seen == {"span": "task", "normalisation": "raw", "teacher_forced": False, "n_boot": 50}
