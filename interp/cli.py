@@ -162,7 +162,9 @@ def cmd_merge(a) -> int:
 def cmd_compare(a) -> int:
     from .experiments.compare import run_comparison
 
-    res = run_comparison(a.config, a.out)
+    from .experiments.config import SustainConfig, load_config_file
+
+    res = run_comparison(load_config_file(a.config) | _settings(a, SustainConfig), a.out)
     print(f"comparison: {res['report']}")
     return 0
 
@@ -232,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("compare", help="run several models (e.g. base/SFT/RL) on the same items and compare")
     s.add_argument("config", help="YAML/JSON with `models: [{label, model}]` and SustainConfig fields")
     s.add_argument("--out", required=True)
-    _add_plugin_args(s)
+    _add_plugin_args(s, "SustainConfig")
     s.set_defaults(fn=cmd_compare)
     return p
 

@@ -300,3 +300,13 @@ def test_set_reaches_cas_report_keywords(monkeypatch):
     monkeypatch.setattr("interp.attention.analysis.cas_report", fake)
     assert main(["cas", "somewhere", "--set", "n_boot=50", "--set", "span=task"]) == 0
     assert seen == {"span": "task", "normalisation": "raw", "teacher_forced": False, "n_boot": 50}
+
+
+def test_set_overrides_the_compare_config(tmp_path, monkeypatch):
+    cfg = tmp_path / "cmp.json"
+    cfg.write_text(json.dumps({"models": [{"label": "a", "model": "m"}], "n_items": 4}))
+    seen = {}
+    monkeypatch.setattr("interp.experiments.compare.run_comparison",
+                        lambda config, out: seen.update(config) or {"report": "x"})
+    assert main(["compare", str(cfg), "--out", str(tmp_path / "o"), "--set", "n_items=9", "--set", "seeds=1,2"]) == 0
+    assert seen == {"models": [{"label": "a", "model": "m"}], "n_items": 9, "seeds": [1, 2]}
