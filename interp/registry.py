@@ -44,6 +44,13 @@ def resolve_ref(ref: str) -> Any:
     return obj
 
 
+class UnknownName(InterpError, KeyError):
+    """A name no registry entry has: an InterpError for the CLI, a KeyError for `Mapping.get` and `in`."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 class Registry(Mapping[str, T], Generic[T]):
     """Name -> object, read like a dict; `register` refuses a taken name unless `replace=True`.
 
@@ -86,15 +93,12 @@ class Registry(Mapping[str, T], Generic[T]):
 
     def ref(self, name: str) -> str:
         """`module:qualname` of the object registered under `name` (a ref given as the name is returned as is)."""
-        self.get(name)
+        self.lookup(name)
         return self._refs.get(name, name)
 
-    def get(self, name: str, default: Any = None) -> T:
-        """The object under `name`; a `module:qualname` reference is imported (its module registers it).
-
-        Unknown names raise one InterpError listing the known ones (`default` is not used: a silent
-        fallback is how typos turn into wrong runs).
-        """
+    def lookup(self, name: str) -> T:
+        """The object under `name` (also `registry[name]`); a `module:qualname` reference is imported first
+        (its module registers it). An unknown name raises `UnknownName` listing the known ones."""
         if name not in self._items and ":" in name:
             resolve_ref(name)  # importing the module registers what it defines
             known = [n for n, r in self._refs.items() if r == name]
@@ -104,7 +108,7 @@ class Registry(Mapping[str, T], Generic[T]):
         if name not in self._items:
             self.load_plugins()
         if name not in self._items:
-            raise InterpError(f"unknown {self.kind} {name!r}; known: {', '.join(sorted(self._items))}"
+            raise UnknownName(f"unknown {self.kind} {name!r}; known: {', '.join(sorted(self._items))}"
                               + (f" ({self.hint})" if self.hint else ""))
         return self._items[name]
 
@@ -124,7 +128,7 @@ class Registry(Mapping[str, T], Generic[T]):
                 self.register(ep.name, obj)
 
     def __getitem__(self, name: str) -> T:
-        return self.get(name)
+        return self.lookup(name)
 
     def __contains__(self, name: object) -> bool:
         if isinstance(name, str) and name not in self._items:

@@ -65,8 +65,9 @@ def test_registry_refuses_duplicates_unless_replaced():
     reg.register("w", B, replace=True)
     assert reg["w"] is B and reg.ref("w") == ref_of(B) == f"{__name__}:B"
     reg.register("w", B)  # the same module:qualname again (re-run cell, reload) is a redefinition
-    with pytest.raises(InterpError, match=r"unknown widget 'x'; known: w"):
-        reg.get("x")
+    with pytest.raises(InterpError, match=r"^unknown widget 'x'; known: w$"):
+        reg["x"]
+    assert reg.get("x") is None and reg.get("x", A) is A  # Mapping.get keeps its meaning
     assert "w" in reg and "x" not in reg and list(reg) == ["w"] and len(reg) == 1
     reg.unregister("w")
     assert "w" not in reg
@@ -124,7 +125,7 @@ def test_entry_points_register_installed_plugins(tmp_path, monkeypatch, restore_
     broken = Registry("thing", group="interp.tasks")
     monkeypatch.setattr("interp.registry.entry_points", lambda group: [EntryPoint("bad", "no_such_mod_xyz", group)])
     with pytest.raises(InterpError, match="plugin 'bad' .* failed to load: ModuleNotFoundError"):
-        broken.get("anything")
+        broken.lookup("anything")
 
 
 def test_resolve_ref_errors():

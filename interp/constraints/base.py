@@ -91,4 +91,4 @@ def register_constraint(cls=None, *, replace: bool = False):
 
 
 def get_constraint_type(name: str) -> ConstraintType:
-    return CONSTRAINT_TYPES.get(name)
+    return CONSTRAINT_TYPES.lookup(name)

@@ -95,7 +95,7 @@ def get_task(name: str, ref: str | None = None, **kwargs) -> Task:
         from ..registry import resolve_ref
 
         resolve_ref(ref)
-    return TASKS.get(name)(**kwargs)
+    return TASKS.lookup(name)(**kwargs)
 
 
 def task_ref(name: str) -> str:
