@@ -21,7 +21,7 @@ def run(ctx: Context) -> None:
             k1, b = t["overall"].iloc[0], t["baseline"].iloc[0]
             rows.append({"model": ctx.label(entry), "domain": runs["baseline"]["domain"].iloc[0], "task": task,
                          "baseline_acc": b["score"], "baseline_n": b["n"], "score": k1["score"], "lo": k1["lo"],
-                         "hi": k1["hi"], "k": k1["k"], "n": k1["n"], "n_items": k1["n_items"]})
+                         "hi": k1["hi"], "n_success": k1["n_success"], "n": k1["n"], "n_items": k1["n_items"]})
     df = pd.DataFrame(rows)
     ctx.table(df, "sustain_by_model_domain")
     if len(df):

@@ -118,7 +118,7 @@ def naive_masks(batch) -> torch.Tensor:
     masks = [batch.span_mask(parts) for parts in default_span_groups(names).values()]
     sink = torch.zeros(batch.size, batch.prompt_len)
     prompt = torch.zeros_like(sink)
-    for b, p in enumerate(batch.prompts):
+    for b, _ in enumerate(batch.prompts):
         sink[b, batch.pad[b]] = 1.0
         prompt[b, batch.pad[b]:] = 1.0
     return torch.stack(masks + [sink, prompt], 1)

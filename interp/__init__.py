@@ -7,8 +7,31 @@ Notebook entry points (imported lazily so `import interp` stays fast):
     interp.load_records("runs/demo/constrained.jsonl")       # pandas DataFrame
     interp.cas_report("runs/demo")                           # failed vs successful CAS
     interp.run_ablation("runs/demo", interp.AblationConfig())
+
+IDEs and type checkers read the `TYPE_CHECKING` imports below; `_API` maps each name to its module.
 """
 from importlib import import_module
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # what IDEs and type checkers see; at run time each name is imported on first use (_API)
+    from interp.attention import CASCapture, teacher_forced_cas
+    from interp.attention.analysis import cas_report
+    from interp.attention.storage import load_cas
+    from interp.constraints import (
+        Constraint, ConstraintType, extract_constraints, insert_constraints, register_constraint)
+    from interp.experiments import run_sustain, SustainConfig, SustainRun
+    from interp.experiments.compare import run_comparison
+    from interp.experiments.merge import merge_runs
+    from interp.experiments.report import load_run, write_report
+    from interp.interventions import Intervention, InterventionProvider
+    from interp.interventions.experiments import AblationConfig, run_ablation
+    from interp.models import load_model, LoadedModel
+    from interp.models.generation import forward_teacher_forced, GenConfig, generate
+    from interp.models.hooked_attention import AttentionHooks
+    from interp.prompts import build_prompt, Part, Prompt
+    from interp.registry import Registry
+    from interp.store import load_records, ResultStore
+    from interp.tasks import get_task, Item, register_task, Score, Task
 
 __version__ = "0.1.0"
 
@@ -32,7 +55,15 @@ _API = {
     "load_cas": "interp.attention.storage",
     "Intervention": "interp.interventions", "InterventionProvider": "interp.interventions",
     "AblationConfig": "interp.interventions.experiments", "run_ablation": "interp.interventions.experiments",
+    "Registry": "interp.registry",
 }
+
+__all__ = ["AblationConfig", "AttentionHooks", "build_prompt", "cas_report", "CASCapture", "Constraint",
+    "ConstraintType", "extract_constraints", "forward_teacher_forced", "GenConfig", "generate", "get_task",
+    "insert_constraints", "Intervention", "InterventionProvider", "Item", "load_cas", "load_model", "load_records",
+    "load_run", "LoadedModel", "merge_runs", "Part", "Prompt", "register_constraint", "register_task", "Registry",
+    "ResultStore", "run_ablation", "run_comparison", "run_sustain", "Score", "SustainConfig", "SustainRun", "Task",
+    "teacher_forced_cas", "write_report"]  # = the names of _API (a test keeps them equal)
 
 
 def __getattr__(name):

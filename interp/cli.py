@@ -46,7 +46,25 @@ def _sustain_config(a):
             d[key] = v
     if getattr(a, "no_cas", False):
         d["capture_cas"] = False
-    return SustainConfig.from_dict(d)
+    return SustainConfig.from_dict(d | _settings(a, SustainConfig))
+
+
+def _add_plugin_args(p: argparse.ArgumentParser, settings_of: str | None = None) -> None:
+    """`--import MODULE` (every command) and, for commands with a config dataclass, `--set key=value`."""
+    p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                   help="import a module (or .py file) first, e.g. one that registers your tasks or constraint "
+                        "types; repeatable")
+    if settings_of:
+        p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                       help=f"any {settings_of} setting, e.g. --set per_type=2 (lists: a,b or JSON); repeatable; "
+                            "wins over --config and the flags")
+
+
+def _settings(a, cls) -> dict:
+    """The `--set key=value` pairs of a command, typed by the fields of dataclass `cls`."""
+    from .plugins import parse_sets
+
+    return parse_sets(getattr(a, "sets", []), cls)
 
 
 def _parse_shard(s: str | None):
@@ -78,7 +96,9 @@ def cmd_sustain(a) -> int:
         cas_report(out)
     print(f"done in {time.perf_counter() - t0:.0f} s; report: {out / 'report.md'}")
     for row in rep["tables"].get("overall", []):
-        print(f"  {row['group']:<28} SustainScore {row['score']:.3f} [{row['lo']:.3f}, {row['hi']:.3f}] n={row['n']}")
+        score = "n/a" if row["score"] is None else f"{row['score']:.3f}"
+        ci = "(no CI: n < 3)" if row["lo"] is None or row["hi"] is None else f"[{row['lo']:.3f}, {row['hi']:.3f}]"
+        print(f"  {row['group']:<28} SustainScore {score} {ci} n={row['n']}")
     return 0
 
 
@@ -113,7 +133,8 @@ def cmd_report(a) -> int:
 def cmd_cas(a) -> int:
     from .attention.analysis import cas_report
 
-    res = cas_report(a.run_dir, span=a.span, normalisation=a.normalisation, teacher_forced=a.teacher_forced)
+    res = cas_report(a.run_dir, **({"span": a.span, "normalisation": a.normalisation,
+                                    "teacher_forced": a.teacher_forced} | _settings(a, cas_report)))
     print(json.dumps(res.get("summary", {}), indent=2, default=str))
     print(f"CAS report: {Path(a.run_dir) / 'cas_report.md'}")
     return 0
@@ -122,8 +143,9 @@ def cmd_cas(a) -> int:
 def cmd_ablate(a) -> int:
     from .interventions.experiments import AblationConfig, run_ablation
 
-    cfg = AblationConfig(alpha_damp=a.alpha_damp, alpha_boost=a.alpha_boost, top_k=a.top_k,
-                         max_items=a.max_items, seed=a.seed)
+    flags = {k: getattr(a, k) for k in ("alpha_damp", "alpha_boost", "top_k", "n_random_heads", "max_items", "seed",
+                                         "rescue_ops", "sweep_items", "sweep_top", "sweep_batch_size", "batch_size")}
+    cfg = AblationConfig(**({k: v for k, v in flags.items() if v is not None} | _settings(a, AblationConfig)))
     res = run_ablation(a.run_dir, cfg)
     print(f"ablation report: {res['report']}")
     return 0
@@ -140,7 +162,9 @@ def cmd_merge(a) -> int:
 def cmd_compare(a) -> int:
     from .experiments.compare import run_comparison
 
-    res = run_comparison(a.config, a.out)
+    from .experiments.config import SustainConfig, load_config_file
+
+    res = run_comparison(load_config_file(a.config) | _settings(a, SustainConfig), a.out)
     print(f"comparison: {res['report']}")
     return 0
 
@@ -160,42 +184,57 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
     s = sub.add_parser("sustain", help="run or resume a SustainScore experiment (baseline -> constraints -> constrained runs -> report)")
     _add_sustain_args(s)
+    _add_plugin_args(s, "SustainConfig")
     s.set_defaults(fn=cmd_sustain)
     s = sub.add_parser("tasks", help="list registered tasks")
+    _add_plugin_args(s)
     s.set_defaults(fn=cmd_tasks)
     s = sub.add_parser("generate", help="generate once from a prompt (quick check of a model)")
     s.add_argument("prompt")
     s.add_argument("--constraint", help="a constraint sentence appended as its own span")
     s.add_argument("--model", default="smollm2-135m")
     s.add_argument("--max-new-tokens", type=int, default=64)
+    _add_plugin_args(s)
     s.set_defaults(fn=cmd_generate)
     s = sub.add_parser("info", help="load a model and print its shape, revision and load time")
     s.add_argument("--model", default="smollm2-135m")
+    _add_plugin_args(s)
     s.set_defaults(fn=cmd_info)
     s = sub.add_parser("report", help="recompute the SustainScore report of a run directory from its records")
     s.add_argument("run_dir")
+    _add_plugin_args(s)
     s.set_defaults(fn=cmd_report)
     s = sub.add_parser("cas", help="compare CAS of failed vs successful constrained generations of a run")
     s.add_argument("run_dir")
     s.add_argument("--span", default="constraints", help="span to analyse (default: union of constraints)")
     s.add_argument("--normalisation", default="raw", help="raw | no_sink | density | prompt_share")
     s.add_argument("--teacher-forced", action="store_true", help="recompute CAS from stored outputs first")
+    _add_plugin_args(s, "cas_report")
     s.set_defaults(fn=cmd_cas)
     s = sub.add_parser("ablate", help="causal ablations of constraint attention over a run (rescue/induce/sweep)")
     s.add_argument("run_dir")
-    s.add_argument("--alpha-damp", type=float, default=0.1)
-    s.add_argument("--alpha-boost", type=float, default=5.0)
-    s.add_argument("--top-k", type=int, default=10)
-    s.add_argument("--max-items", type=int, default=None)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--alpha-damp", type=float, help="attention scale of the damp (rescue) arms (default 0.1)")
+    s.add_argument("--alpha-boost", type=float, help="attention scale of the induce arms (default 5.0)")
+    s.add_argument("--top-k", type=int, help="heads in the top-k arms (default 10)")
+    s.add_argument("--n-random-heads", type=int, help="heads in the random-head controls (default: top-k)")
+    s.add_argument("--max-items", type=int, help="cap on items (seeded pick; default all)")
+    s.add_argument("--seed", type=int, help="seed of the item pick and random controls (default 0)")
+    s.add_argument("--rescue-ops", nargs="+", help="rescue operations: knockout damp (default both)")
+    s.add_argument("--sweep-items", type=int, help="failures swept head by head (default 4)")
+    s.add_argument("--sweep-top", type=int, help="top sweep heads knocked out in real generations (default 3)")
+    s.add_argument("--sweep-batch-size", type=int, help="teacher-forced batch size of the sweep (default 32)")
+    s.add_argument("--batch-size", type=int, help="generation batch size (default: the run's)")
+    _add_plugin_args(s, "AblationConfig")
     s.set_defaults(fn=cmd_ablate)
     s = sub.add_parser("merge", help="merge sharded run directories into one (refuses different configs)")
     s.add_argument("shards", nargs="+")
     s.add_argument("--out", required=True)
+    _add_plugin_args(s)
     s.set_defaults(fn=cmd_merge)
     s = sub.add_parser("compare", help="run several models (e.g. base/SFT/RL) on the same items and compare")
     s.add_argument("config", help="YAML/JSON with `models: [{label, model}]` and SustainConfig fields")
     s.add_argument("--out", required=True)
+    _add_plugin_args(s, "SustainConfig")
     s.set_defaults(fn=cmd_compare)
     return p
 
@@ -213,6 +252,9 @@ def markdown_reference() -> str:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        from .plugins import import_modules
+
+        import_modules(args.imports)
         return args.fn(args)
     except InterpError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -156,10 +156,15 @@ class RunDir:
 
         return SustainConfig.from_dict(self.read_config()["config"])
 
-    def claim(self, cfg) -> None:
-        """Write config.json for a new run, or check that the stored run is `cfg`'s and can be resumed."""
+    def claim(self, cfg, task_ref: str | None = None) -> None:
+        """Write config.json for a new run, or check that the stored run is `cfg`'s and can be resumed.
+
+        `task_ref` (`module:qualname` of the task) is recorded so another process can find a plugin task again.
+        """
         self._require_lock()
         mine = {"config": cfg.to_dict(), "config_hash": cfg.hash(), "format": FORMAT}
+        if task_ref:
+            mine["task_ref"] = task_ref
         if not self.config_path.exists():
             self.write_config(mine)
             return

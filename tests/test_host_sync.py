@@ -95,8 +95,8 @@ def _syncs(monkeypatch, fn) -> int:
 def test_hooks_add_no_host_sync_per_decoding_step(tiny, monkeypatch):
     per_step = {}
     for case in CASES:
-        short = _syncs(monkeypatch, lambda: _run(tiny, case, 4))
-        long = _syncs(monkeypatch, lambda: _run(tiny, case, 10))
+        short = _syncs(monkeypatch, lambda case=case: _run(tiny, case, 4))
+        long = _syncs(monkeypatch, lambda case=case: _run(tiny, case, 10))
         per_step[case] = (long - short) / 6
     assert per_step["plain"] > 0  # the counter sees the loop's own per-step syncs (EOS/stop checks)
     assert {k: v for k, v in per_step.items() if v != per_step["plain"]} == {}, per_step

@@ -36,9 +36,9 @@ def test_every_stage_and_report_recount(reference):
     single = [r for r in recs["constrained"].values() if r["condition_kind"] == "single"]
     overall = {row["group"]: row for row in report["tables"]["overall"]}
     row = overall["all constraints (K=1)"]
-    assert row["n"] == len(single) and row["k"] == sum(r["success"] for r in single)
+    assert row["n"] == len(single) and row["n_success"] == sum(r["success"] for r in single)
     rerun = [r for r in recs["constrained"].values() if r["condition"] == "control:rerun"]
-    assert overall["control: rerun"]["k"] == len(rerun)  # greedy re-run reproduces every baseline success
+    assert overall["control: rerun"]["n_success"] == len(rerun)  # greedy re-run reproduces every baseline success
     base = {r["key"]: r for r in recs["baseline"].values()}
     assert all(r["output_ids"] == base[r["baseline_key"]]["output_ids"] for r in rerun)
     for r in recs["constrained"].values():

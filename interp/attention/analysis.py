@@ -21,7 +21,7 @@ from scipy import stats as sps
 from ..errors import InterpError
 from ..prompts import Prompt
 from ..rundir import RunDir
-from ..stats import aggregate_effect, benjamini_hochberg, curve_with_ci, mann_whitney_by_cell, step_curves
+from ..stats import MIN_N_INTERVAL, aggregate_effect, benjamini_hochberg, curve_with_ci, mann_whitney_by_cell, step_curves
 from ..stats.proportions import paired_bootstrap_diff
 from .cas import normalise
 from .storage import read_cas, save_cas
@@ -227,6 +227,9 @@ def cas_report(run_dir: str | Path, span: str = "constraints", normalisation: st
         effect = aggregate_effect(agg["failed"], agg["success"], n_boot=n_boot, seed=seed)
         layers = _layer_effects(per_gen["failed"], per_gen["success"], alpha, n_boot, seed)
         cells.to_csv(d / "cas_cells.csv", index=False)
+        if min(n.values()) < MIN_N_INTERVAL:
+            notes.append(f"a group has fewer than {MIN_N_INTERVAL} generations: no bootstrap intervals "
+                         "(flagged in the tables); point estimates and p-values are descriptive only")
     else:
         notes.append(f"too few generations for statistics: {n['failed']} failed and {n['success']} successful "
                      "(need at least 2 of each); descriptive values only")
@@ -323,6 +326,13 @@ def _fmt(x, nd=3) -> str:
     return "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.{nd}g}"
 
 
+def _ci(lo, hi, nd=3) -> str:
+    """`[lo, hi]`, or a flag where the group was too small for an interval (the stats return nan bounds)."""
+    if any(v is None or not math.isfinite(v) for v in (lo, hi)):
+        return f"[no CI: n < {MIN_N_INTERVAL}]"
+    return f"[{_fmt(lo, nd)}, {_fmt(hi, nd)}]"
+
+
 def _markdown(res: dict, top: pd.DataFrame) -> str:
     m, s = res["meta"], res["summary"]
     md = [f"# CAS report: span `{m['span']}`, normalisation `{m['normalisation']}`"
@@ -337,9 +347,9 @@ def _markdown(res: dict, top: pd.DataFrame) -> str:
     md += ["## Aggregate (mean over all layers and heads)", ""]
     if a:
         md += [f"- mean CAS failed {_fmt(a['mean_failed'])}, successful {_fmt(a['mean_success'])}",
-               f"- difference failed − successful {_fmt(a['diff'])} (95% bootstrap CI {_fmt(a['diff_lo'])} to "
-               f"{_fmt(a['diff_hi'])}); rank-biserial {_fmt(a['rank_biserial'])} ({_fmt(a['rb_lo'])} to "
-               f"{_fmt(a['rb_hi'])}); Mann–Whitney p = {_fmt(a['p'])}", ""]
+               f"- difference failed − successful {_fmt(a['diff'])} (95% bootstrap CI "
+               f"{_ci(a['diff_lo'], a['diff_hi'])}); rank-biserial {_fmt(a['rank_biserial'])} "
+               f"{_ci(a['rb_lo'], a['rb_hi'])}; Mann–Whitney p = {_fmt(a['p'])}", ""]
     else:
         md += [f"- mean CAS failed {_fmt(s['mean_cas_failed'])}, successful {_fmt(s['mean_cas_success'])} "
                "(no test: too few generations)", ""]
@@ -349,7 +359,7 @@ def _markdown(res: dict, top: pd.DataFrame) -> str:
         for g, v in res["reference"].items():
             if v.get("mean_live") is not None:
                 md.append(f"| {_LABEL[g]} | {v['n']} | {_fmt(v['mean_live'])} | {_fmt(v['mean_reference'])} | "
-                          f"{_fmt(v['diff'])} [{_fmt(v['diff_lo'])}, {_fmt(v['diff_hi'])}] | {_fmt(v.get('p_wilcoxon'))} |")
+                          f"{_fmt(v['diff'])} {_ci(v['diff_lo'], v['diff_hi'])} | {_fmt(v.get('p_wilcoxon'))} |")
             else:
                 md.append(f"| {_LABEL[g]} | {v['n']} | | | too few | |")
         md.append("")
@@ -367,13 +377,13 @@ def _markdown(res: dict, top: pd.DataFrame) -> str:
                "|---|---|---|---|---|---|---|---|"]
         for r in top.itertuples():
             md.append(f"| {r.layer} | {r.head} | {_fmt(r.mean_failed)} | {_fmt(r.mean_success)} | {_fmt(r.diff)} | "
-                      f"{_fmt(r.rank_biserial, 2)} [{_fmt(r.rb_lo, 2)}, {_fmt(r.rb_hi, 2)}] | {_fmt(r.p)} | {_fmt(r.p_bh)} |")
+                      f"{_fmt(r.rank_biserial, 2)} {_ci(r.rb_lo, r.rb_hi, 2)} | {_fmt(r.p)} | {_fmt(r.p_bh)} |")
         md += ["", "Full table: `cas_cells.csv`.", ""]
     if res["layers"]:
         ly = sorted(res["layers"], key=lambda r: (r["p"] if r["p"] is not None else 1.0))[:5]
         md += ["## Layers (head-averaged CAS; BH across layers), top 5 by p", "",
                "| layer | diff [95% CI] | rank-biserial | p | p (BH) |", "|---|---|---|---|---|"]
-        md += [f"| {r['layer']} | {_fmt(r['diff'])} [{_fmt(r['diff_lo'])}, {_fmt(r['diff_hi'])}] | "
+        md += [f"| {r['layer']} | {_fmt(r['diff'])} {_ci(r['diff_lo'], r['diff_hi'])} | "
                f"{_fmt(r['rank_biserial'], 2)} | {_fmt(r['p'])} | {_fmt(r['p_bh'])} |" for r in ly]
         md.append("")
     for k, ps in res.get("figures", {}).items():

@@ -9,6 +9,9 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..errors import InterpError
+from ..registry import Registry, ref_of
+
 if TYPE_CHECKING:  # pragma: no cover
     from ..backends.base import TextGenerator
 
@@ -69,21 +72,23 @@ class ConstraintType:
         raise NotImplementedError
 
 
-CONSTRAINT_TYPES: dict[str, ConstraintType] = {}
+CONSTRAINT_TYPES: Registry[ConstraintType] = Registry(
+    "constraint type", group="interp.constraints", hint="load your own module with `--import MODULE`")
 
 
-def register_constraint(cls):
-    """Class decorator: registers one instance of a ConstraintType subclass under `cls.name`."""
-    inst = cls()
-    if not inst.name:
-        raise ValueError(f"{cls.__name__} needs a `name`")
-    CONSTRAINT_TYPES[inst.name] = inst
-    return cls
+def register_constraint(cls=None, *, replace: bool = False):
+    """Class decorator (`@register_constraint` or `@register_constraint(replace=True)`): registers one
+    instance of a ConstraintType subclass under `cls.name`; a name taken by another class is an error."""
+
+    def deco(c):
+        inst = c()
+        if not inst.name:
+            raise InterpError(f"{c.__name__} needs a `name`")
+        CONSTRAINT_TYPES.register(inst.name, inst, replace=replace, ref=ref_of(c))
+        return c
+
+    return deco if cls is None else deco(cls)
 
 
 def get_constraint_type(name: str) -> ConstraintType:
-    from ..errors import InterpError
-
-    if name not in CONSTRAINT_TYPES:
-        raise InterpError(f"unknown constraint type {name!r}; known: {', '.join(sorted(CONSTRAINT_TYPES))}")
-    return CONSTRAINT_TYPES[name]
+    return CONSTRAINT_TYPES.lookup(name)

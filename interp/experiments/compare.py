@@ -31,7 +31,7 @@ def comparison_tables(run_dirs: dict[str, Path]) -> dict[str, pd.DataFrame]:
         b = proportion(int(solved.sum()), len(solved))
         s = proportion(int(single["success"].sum()), len(single)) if len(single) else proportion(0, 0)
         rows.append({"model": label, "baseline_acc": b.p, "baseline_n": b.n, "score": s.p, "lo": s.lo, "hi": s.hi,
-                     "k": s.k, "n": s.n})
+                     "n_success": s.k, "n": s.n})
         per_item[label] = single.groupby("item_id")["success"].mean() if len(single) else pd.Series(dtype=float)
         base_item[label] = solved.astype(float)
     table = pd.DataFrame(rows)

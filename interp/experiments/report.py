@@ -13,11 +13,12 @@ import numpy as np
 import pandas as pd
 
 from ..rundir import RunDir
-from ..stats import per_item_rates, proportion
+from ..stats import MIN_N_INTERVAL, per_item_rates, proportion
 
 ESTIMATOR_NOTE = ("SustainScore = solved-with-constraint / solved-without, over (item, condition) pairs whose "
                   "baseline was solved; 95% Wilson intervals. With several sampling seeds a pair counts as the "
-                  "mean success over seeds and the CI is an item-clustered bootstrap.")
+                  "mean success over seeds and the CI is an item-clustered bootstrap. `n_success` of `n` pairs were "
+                  f"solved; groups with n < {MIN_N_INTERVAL} get no interval (shown as –).")
 
 
 def load_run(run_dir: str | Path) -> dict[str, pd.DataFrame]:
@@ -28,16 +29,18 @@ def load_run(run_dir: str | Path) -> dict[str, pd.DataFrame]:
 def _row(group: str, df: pd.DataFrame, base_len: dict[str, int] | None = None) -> dict:
     """One SustainScore row over a set of constrained records."""
     if df.empty:
-        return {"group": group, "k": 0, "n": 0, "score": np.nan, "lo": np.nan, "hi": np.nan, "n_items": 0}
+        return {"group": group, "n_success": 0, "n": 0, "score": np.nan, "lo": np.nan, "hi": np.nan, "n_items": 0}
     pairs = df.groupby(["item_id", "condition"])["success"].mean()
     n_seeds = df.groupby(["item_id", "condition"]).size().max()
     if n_seeds > 1:
         r = per_item_rates(df.assign(success=df["success"].astype(float)), "item_id", "success", n_boot=2000)
-        score, lo, hi, k = r.mean, r.lo, r.hi, float(pairs.sum())
+        score, lo, hi, n_success = r.mean, r.lo, r.hi, float(pairs.sum())
     else:
         p = proportion(int(pairs.sum()), len(pairs))
-        score, lo, hi, k = p.p, p.lo, p.hi, int(pairs.sum())
-    row = {"group": group, "k": k, "n": int(len(pairs)), "score": score, "lo": lo, "hi": hi,
+        score, lo, hi, n_success = p.p, p.lo, p.hi, int(pairs.sum())
+    if len(pairs) < MIN_N_INTERVAL:
+        lo = hi = np.nan
+    row = {"group": group, "n_success": n_success, "n": int(len(pairs)), "score": score, "lo": lo, "hi": hi,
            "n_items": int(df["item_id"].nunique())}
     if base_len is not None:
         added = [len(ids) - base_len.get(b, len(ids)) for ids, b in zip(df["prompt_ids"], df["baseline_key"])]
@@ -50,14 +53,12 @@ def sustain_tables(runs: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
     base, con = runs["baseline"], runs["constrained"]
     out: dict[str, pd.DataFrame] = {}
     b = proportion(int(base.groupby("item_id")["success"].max().sum()), int(base["item_id"].nunique()))
-    out["baseline"] = pd.DataFrame([{"group": "baseline accuracy", "k": b.k, "n": b.n, "score": b.p, "lo": b.lo,
-                                     "hi": b.hi, "n_items": b.n}])
+    small = b.n < MIN_N_INTERVAL
+    out["baseline"] = pd.DataFrame([{"group": "baseline accuracy", "n_success": b.k, "n": b.n, "score": b.p,
+                                     "lo": np.nan if small else b.lo, "hi": np.nan if small else b.hi,
+                                     "n_items": b.n}])
     if con.empty:
         return out
-    from .sustain import error_type
-
-    con = con.assign(error_type=[error_type(s, l, f) for s, l, f in
-                                 zip(con["success"], con["lenient_success"], con["finish_reason"])])
     base_len = dict(zip(base["key"], base["prompt_ids"].map(len)))
     single = con[con["condition_kind"] == "single"]
     real = con[con["condition_kind"] != "control"]
@@ -89,7 +90,7 @@ def _md_table(df: pd.DataFrame) -> str:
     if df is None or df.empty:
         return "_(none)_\n"
     cols = list(df.columns)
-    fmt = lambda v: f"{v:.3f}" if isinstance(v, (float, np.floating)) and not float(v).is_integer() else (
+    fmt = lambda v: "–" if isinstance(v, (float, np.floating)) and np.isnan(v) else f"{v:.3f}" if isinstance(v, (float, np.floating)) and not float(v).is_integer() else (
         str(int(v)) if isinstance(v, (float, np.floating)) and not np.isnan(v) else str(v))
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(fmt(v) for v in r) + " |" for r in df.itertuples(index=False)]
@@ -133,7 +134,7 @@ def write_report(run_dir: str | Path, figures: bool = True) -> dict:
             "n_records": {k: len(v) for k, v in runs.items()},
             "skipped_lines": {f"{k}.jsonl": v for k, v in rd.skipped.items()}}
     con = runs["constrained"]
-    report = {"meta": meta, "estimator": ESTIMATOR_NOTE,
+    report: dict = {"meta": meta, "estimator": ESTIMATOR_NOTE,
               "tables": {k: json.loads(v.to_json(orient="records")) for k, v in tables.items()},
               "examples": _examples(con) if len(con) else [], "figures": fig_paths}
     (d / "report.json").write_text(json.dumps(report, indent=2, default=str))

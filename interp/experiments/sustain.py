@@ -23,8 +23,11 @@ from ..models.generation import GenConfig, generate
 from ..prompts import Part, Prompt, build_prompt
 from ..rundir import STAGES, RunDir
 from ..store import ResultStore, record_key
-from ..tasks import Item, Task, get_task
+from ..registry import ref_of
+from ..tasks import Item, Task, get_task, task_ref
 from .config import SustainConfig
+from .outcomes import error_type
+from .report import write_report
 
 __all__ = ["STAGES", "Condition", "SustainRun", "error_type", "run_sustain"]
 
@@ -52,15 +55,6 @@ def _seed_of(*parts) -> int:
     return int(hashlib.sha1("|".join(map(str, parts)).encode()).hexdigest()[:8], 16)
 
 
-def error_type(success: bool, lenient_success: bool, finish_reason: str) -> str:
-    """none | output_spec (right solution, wrong form) | truncated (cut at the token budget) | reasoning."""
-    if success:
-        return "none"
-    if lenient_success:
-        return "output_spec"
-    return "truncated" if finish_reason == "length" else "reasoning"
-
-
 def _writer(method):
     """Run a stage holding the run directory's lock (re-entrant; another process holding it is an error)."""
 
@@ -83,16 +77,18 @@ class SustainRun:
                  shard: tuple[int, int] | None = None):
         cfg.validate()
         self.cfg = cfg
+        self.rundir = RunDir(run_dir)
+        self.dir = self.rundir.path
+        given = task is not None
         if task is None:
+            recorded = self.rundir.read_config().get("task_ref") if self.rundir.config_path.exists() else None
             try:
-                task = get_task(cfg.task, **cfg.task_kwargs)
+                task = get_task(cfg.task, ref=recorded, **cfg.task_kwargs)
             except (TypeError, ValueError) as e:
                 raise InterpError(f"task {cfg.task!r} refuses task_kwargs {cfg.task_kwargs!r}: {e}") from None
         self.task = task
-        self.rundir = RunDir(run_dir)
-        self.dir = self.rundir.path
         with self.rundir.lock("interp sustain"):
-            self.rundir.claim(cfg)
+            self.rundir.claim(cfg, task_ref=ref_of(task) if given else task_ref(cfg.task))
         self.model = model
         self._extractor = extractor
         self.progress = progress
@@ -394,8 +390,6 @@ class SustainRun:
         self.run_constrained()
         if not report:
             return None
-        from .report import write_report
-
         return write_report(self.dir)
 
 

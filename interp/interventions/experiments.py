@@ -180,7 +180,7 @@ class AblationRun:
             raise InterpError(f"{self.dir} is not a finished SustainScore run (needs config.json and constrained.jsonl)")
         self.cfg = cfg
         self.run_cfg = self.rundir.sustain_config()
-        self.task = get_task(self.run_cfg.task, **self.run_cfg.task_kwargs)
+        self.task = get_task(self.run_cfg.task, ref=self.rundir.read_config().get("task_ref"), **self.run_cfg.task_kwargs)
         self.items = {it.id: it for it in self.task.items(self.run_cfg.n_items, self.run_cfg.offset)}
         self._model = model
         self.log = log
@@ -269,7 +269,7 @@ class AblationRun:
 
                 def providers(batch):
                     return [InterventionProvider(model.n_layers, model.n_heads),
-                            CASCapture(model.n_layers, model.n_heads, gcfg.max_new_tokens)]
+                            CASCapture(model.n_layers, model.n_heads, gcfg.max_new_tokens)]  # noqa: B023 - called within this iteration
 
                 gens = generate(model, [record_prompt(r, self.cfg.seed) for r, _ in chunk], gcfg,
                                 providers_for_batch=providers, progress=False, row_keys=[r["key"] for r, _ in chunk],

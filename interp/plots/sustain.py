@@ -11,7 +11,8 @@ from .style import PALETTE, new_figure, save_figure
 
 def _err(df: pd.DataFrame):
     s = df["score"].to_numpy(float)
-    return np.vstack([s - df["lo"].to_numpy(float), df["hi"].to_numpy(float) - s])
+    # groups too small for an interval carry nan bounds: drawn without an error bar
+    return np.nan_to_num(np.vstack([s - df["lo"].to_numpy(float), df["hi"].to_numpy(float) - s]), nan=0.0)
 
 
 def plot_by_type(by_type: pd.DataFrame, overall: pd.DataFrame, path_stem: str | Path) -> list[Path]:

@@ -8,6 +8,7 @@ from .compare import (
     step_curves,
 )
 from .proportions import (
+    MIN_N_INTERVAL,
     ItemRates,
     Proportion,
     bootstrap_ci,
@@ -19,7 +20,7 @@ from .proportions import (
 )
 
 __all__ = [
-    "Effect", "ItemRates", "Proportion", "aggregate_effect", "benjamini_hochberg", "bootstrap_ci",
+    "Effect", "ItemRates", "MIN_N_INTERVAL", "Proportion", "aggregate_effect", "benjamini_hochberg", "bootstrap_ci",
     "curve_with_ci", "mann_whitney_by_cell", "paired_bootstrap_diff", "per_item_rates", "proportion",
     "step_curves", "sustain_score", "wilson_ci",
 ]

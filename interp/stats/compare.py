@@ -15,22 +15,17 @@ import pandas as pd
 from scipy import stats as sps
 
 from ..errors import InterpError
+from .proportions import MIN_N_INTERVAL
 
 
 def benjamini_hochberg(p) -> np.ndarray:
-    """Benjamini–Hochberg adjusted p-values (same shape); NaNs stay NaN and do not count as tests."""
+    """Benjamini–Hochberg adjusted p-values (scipy's `false_discovery_control`, same shape); NaNs stay NaN
+    and do not count as tests."""
     p = np.asarray(p, dtype=float)
     out = np.full(p.shape, np.nan)
     ok = np.isfinite(p)
-    q = p[ok]
-    m = q.size
-    if m:
-        order = np.argsort(q)
-        adj = q[order] * m / np.arange(1, m + 1)
-        adj = np.minimum.accumulate(adj[::-1])[::-1]
-        res = np.empty(m)
-        res[order] = np.clip(adj, 0, 1)
-        out[ok] = res
+    if ok.any():
+        out[ok] = sps.false_discovery_control(p[ok], method="bh")
     return out
 
 
@@ -114,7 +109,8 @@ def mann_whitney_by_cell(
 
     Columns: layer, head, mean_failed, mean_success, diff, U, p, p_bh (Benjamini–Hochberg across all
     cells), significant (p_bh < alpha), rank_biserial with percentile-bootstrap rb_lo/rb_hi
-    (n_boot=0 skips the bootstrap), cohens_d, n_failed, n_success.
+    (n_boot=0 skips the bootstrap; nan when a group has fewer than MIN_N_INTERVAL generations), cohens_d,
+    n_failed, n_success.
     """
     f = np.asarray(failed, dtype=float)
     s = np.asarray(success, dtype=float)
@@ -126,7 +122,7 @@ def mann_whitney_by_cell(
     f2, s2 = f.reshape(n_f, -1), s.reshape(n_s, -1)
     u, p = _mwu(f2, s2)
     p_bh = benjamini_hochberg(p)
-    if n_boot > 0:
+    if n_boot > 0 and min(n_f, n_s) >= MIN_N_INTERVAL:
         rb_lo, rb_hi = _quantiles(_rank_biserial_boot(f2, s2, n_boot, seed)[0], conf)
     else:
         rb_lo = rb_hi = np.full(f2.shape[1], np.nan)
@@ -176,12 +172,15 @@ class Effect:
 def aggregate_effect(
     failed_vals, success_vals, n_boot: int = 10000, seed: int = 0, conf: float = 0.95
 ) -> Effect:
-    """Diff of means and rank-biserial (percentile bootstrap CIs, groups resampled independently), MWU p."""
+    """Diff of means and rank-biserial (percentile bootstrap CIs, groups resampled independently), MWU p.
+
+    The CIs are nan when a group has fewer than MIN_N_INTERVAL values (a report flags them instead).
+    """
     f = np.asarray(failed_vals, dtype=float).reshape(-1, 1)
     s = np.asarray(success_vals, dtype=float).reshape(-1, 1)
     _check_groups(f, s)
     u, p = _mwu(f, s)
-    if n_boot > 0:
+    if n_boot > 0 and min(f.size, s.size) >= MIN_N_INTERVAL:
         rb, diff = _rank_biserial_boot(f, s, n_boot, seed)
         (rb_lo,), (rb_hi,) = _quantiles(rb, conf)
         (d_lo,), (d_hi,) = _quantiles(diff, conf)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Callable
 
@@ -14,27 +15,30 @@ from ..errors import InterpError
 Stat = Callable[..., np.ndarray]
 
 
-def _z(conf: float) -> float:
+MIN_N_INTERVAL = 3
+"""Fewest independent units for which a report prints an interval; smaller groups are flagged instead.
+
+With one or two units a bootstrap has at most 1 or 3 distinct resamples and its "interval" is an
+artefact (zero width at n = 1), so the bootstrap helpers here return nan bounds below this size."""
+
+
+def _check_conf(conf: float) -> None:
     if not 0 < conf < 1:
         raise InterpError(f"confidence level must lie in (0, 1), got {conf}")
-    return float(sps.norm.ppf(0.5 + conf / 2))
 
 
 def wilson_ci(k: int, n: int, conf: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval for k successes in n trials; (nan, nan) when n == 0.
+    """Wilson score interval for k successes in n trials (scipy's `binomtest(...).proportion_ci`); nan at n == 0.
 
     Unlike the Wald interval it stays inside [0, 1] and keeps its coverage at k = 0 or k = n.
     """
     if n < 0 or k < 0 or k > n:
         raise InterpError(f"need 0 <= k <= n for a proportion, got k={k}, n={n}")
+    _check_conf(conf)
     if n == 0:
         return (math.nan, math.nan)
-    z = _z(conf)
-    p = k / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z / denom * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return (0.0 if k == 0 else centre - half, 1.0 if k == n else centre + half)
+    ci = sps.binomtest(int(k), int(n)).proportion_ci(confidence_level=conf, method="wilson")
+    return (0.0 if k == 0 else float(ci.low), 1.0 if k == n else float(ci.high))
 
 
 @dataclass(frozen=True)
@@ -79,38 +83,54 @@ def sustain_score(baseline_success, constrained_success, conf: float = 0.95) -> 
     return proportion(int((b & c).sum()), n, conf)
 
 
-def _apply_stat(stat: Stat, x: np.ndarray) -> np.ndarray:
-    """stat over axis 1 of a (n_boot, n, ...) array; vectorised when stat takes `axis`."""
+def _takes_axis(stat: Stat, *samples: np.ndarray) -> bool:
+    """Whether `stat` accepts `axis=` (then scipy calls it once per batch of resamples)."""
     try:
-        return np.asarray(stat(x, axis=1))
+        stat(*(x[None, :2] for x in samples), axis=-1)
+        return True
     except TypeError:
-        return np.array([stat(row) for row in x])
+        return False
 
 
-def _percentile_ci(boots: np.ndarray, conf: float) -> tuple[float, float]:
-    a = (1 - conf) / 2
-    lo, hi = np.nanquantile(boots, [a, 1 - a], axis=0)
-    return float(lo), float(hi)
+def _scipy_ci(samples: tuple[np.ndarray, ...], stat: Stat, n_boot: int, seed: int, conf: float,
+              paired: bool = False) -> tuple[float, float]:
+    """scipy.stats.bootstrap interval: BCa, or percentile where BCa is undefined (e.g. constant data)."""
+    _check_conf(conf)
+    if n_boot < 1:
+        raise InterpError(f"n_boot must be >= 1, got {n_boot}")
+    kw = dict(n_resamples=n_boot, confidence_level=conf, paired=paired, vectorized=_takes_axis(stat, *samples))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # BCa on degenerate data warns, then returns nan: handled below
+        ci = sps.bootstrap(samples, stat, method="BCa", rng=np.random.default_rng(seed), **kw).confidence_interval
+        if not (np.isfinite(ci.low) and np.isfinite(ci.high)):
+            ci = sps.bootstrap(samples, stat, method="percentile", rng=np.random.default_rng(seed),
+                               **kw).confidence_interval
+    return float(ci.low), float(ci.high)
 
 
 def bootstrap_ci(
     x, stat: Stat = np.mean, n_boot: int = 10000, seed: int = 0, conf: float = 0.95
 ) -> tuple[float, float, float]:
-    """(stat(x), lo, hi): percentile bootstrap over the entries of x (independent units, e.g. items)."""
+    """(stat(x), lo, hi): BCa bootstrap (scipy) over the entries of x (independent units, e.g. items).
+
+    nan bounds with fewer than MIN_N_INTERVAL entries; all nan for an empty x.
+    """
     x = np.asarray(x, dtype=float)
     if x.shape[0] == 0:
         return (math.nan, math.nan, math.nan)
-    idx = np.random.default_rng(seed).integers(0, x.shape[0], size=(n_boot, x.shape[0]))
-    return (float(stat(x)), *_percentile_ci(_apply_stat(stat, x[idx]), conf))
+    est = float(stat(x))
+    if x.shape[0] < MIN_N_INTERVAL:
+        return (est, math.nan, math.nan)
+    return (est, *_scipy_ci((x,), stat, n_boot, seed, conf))
 
 
 def paired_bootstrap_diff(
     a, b, n_boot: int = 10000, seed: int = 0, stat: Stat = np.mean, conf: float = 0.95
 ) -> tuple[float, float, float]:
-    """(stat(a) - stat(b), lo, hi) for outcomes of two models/conditions on the same items.
+    """(stat(a) - stat(b), lo, hi) for outcomes of two models/conditions on the same items (BCa, scipy).
 
-    Items are resampled jointly, so the pairing (item difficulty shared by a and b) narrows the
-    interval exactly as much as it should.
+    Items are resampled jointly (`paired=True`), so the pairing (item difficulty shared by a and b)
+    narrows the interval exactly as much as it should. nan bounds with fewer than MIN_N_INTERVAL items.
     """
     a = np.asarray(a, dtype=float)
     b = np.asarray(b, dtype=float)
@@ -118,9 +138,16 @@ def paired_bootstrap_diff(
         raise InterpError(f"paired outcomes must be aligned by item, got shapes {a.shape} and {b.shape}")
     if a.shape[0] == 0:
         return (math.nan, math.nan, math.nan)
-    idx = np.random.default_rng(seed).integers(0, a.shape[0], size=(n_boot, a.shape[0]))
-    boots = _apply_stat(stat, a[idx]) - _apply_stat(stat, b[idx])
-    return (float(stat(a) - stat(b)), *_percentile_ci(boots, conf))
+    est = float(stat(a) - stat(b))
+    if a.shape[0] < MIN_N_INTERVAL:
+        return (est, math.nan, math.nan)
+    if _takes_axis(stat, a):
+        def diff(x, y, axis=-1):
+            return stat(x, axis=axis) - stat(y, axis=axis)
+    else:
+        def diff(x, y):  # type: ignore[misc]
+            return stat(x) - stat(y)
+    return (est, *_scipy_ci((a, b), diff, n_boot, seed, conf, paired=True))
 
 
 @dataclass(frozen=True)
@@ -144,7 +171,7 @@ def per_item_rates(
     """Success rate per item over repeated runs (seeds), and their mean with a CI clustered by item.
 
     Estimator: r_i = mean of the runs of item i; the estimate is mean_i r_i, so every item weighs the
-    same however many seeds it has. The CI is a percentile bootstrap that resamples items (whole
+    same however many seeds it has. The CI is a BCa bootstrap that resamples items (whole
     clusters of runs), because runs of one item are correlated and are not independent trials;
     a Wilson CI over all runs would be too narrow.
     """

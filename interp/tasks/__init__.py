@@ -1,8 +1,8 @@
-"""Tasks: one module per task, each registered with `@register_task` in `base.TASKS`."""
+"""Tasks: one module per task, each registered with `@register_task` in the `base.TASKS` registry."""
 from __future__ import annotations
 
 from . import gsm8k, hotpotqa, humaneval, smoke  # noqa: F401  (importing registers the tasks)
-from .base import TASKS, Item, Score, Task, get_task, register_task
+from .base import TASKS, Item, Score, Task, get_task, register_task, task_ref
 from ..errors import InterpError
 
 
@@ -25,4 +25,4 @@ def list_tasks(count: bool = True) -> list[dict]:
     return rows
 
 
-__all__ = ["TASKS", "Item", "Score", "Task", "get_task", "list_tasks", "register_task"]
+__all__ = ["TASKS", "Item", "Score", "Task", "get_task", "list_tasks", "register_task", "task_ref"]

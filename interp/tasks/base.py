@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ..prompts import Part
+from ..registry import Registry
 
 
 @dataclass
@@ -64,14 +65,18 @@ class Task:
         return [self.lenient_score(i, o) for i, o in zip(items, outputs)]
 
 
-TASKS: dict[str, Callable[..., Task]] = {}
+TASKS: Registry[Callable[..., Task]] = Registry(
+    "task", group="interp.tasks", hint="see `interp tasks`; load your own module with `--import MODULE`")
 
 
-def register_task(name: str):
-    """Class/factory decorator: `@register_task("gsm8k")` makes `get_task("gsm8k")` build it."""
+def register_task(name: str, *, replace: bool = False):
+    """Class/factory decorator: `@register_task("gsm8k")` makes `get_task("gsm8k")` build it.
+
+    A name already taken by another class is an error unless `replace=True`.
+    """
 
     def deco(factory):
-        TASKS[name] = factory
+        TASKS.register(name, factory, replace=replace)
         if isinstance(factory, type) and not getattr(factory, "name", ""):
             factory.name = name
         return factory
@@ -79,9 +84,20 @@ def register_task(name: str):
     return deco
 
 
-def get_task(name: str, **kwargs) -> Task:
-    from ..errors import InterpError
+def get_task(name: str, ref: str | None = None, **kwargs) -> Task:
+    """Build the task registered as `name` (or given as `module:qualname` of a registered task).
 
-    if name not in TASKS:
-        raise InterpError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))} (see `interp tasks`)")
-    return TASKS[name](**kwargs)
+    `ref` is the `module:qualname` a run recorded for its task: when `name` is not registered in this
+    process, its module is imported (registering the task) before the lookup, so a task defined in
+    the researcher's own module is found again by `interp ablate` / a resumed run.
+    """
+    if ref and name not in TASKS:
+        from ..registry import resolve_ref
+
+        resolve_ref(ref)
+    return TASKS.lookup(name)(**kwargs)
+
+
+def task_ref(name: str) -> str:
+    """`module:qualname` of the task registered as `name`: what a run records so other processes find it."""
+    return TASKS.ref(name)

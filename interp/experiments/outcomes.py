@@ -1,0 +1,17 @@
+"""Outcome typing of a constrained generation: the one definition of `error_type` (a leaf module).
+
+The pipeline stores `error_type` in every constrained record when it scores it; reports read that
+stored value and never re-derive it, so a record and its report cannot disagree.
+"""
+from __future__ import annotations
+
+ERROR_TYPES = ("none", "output_spec", "truncated", "reasoning")
+
+
+def error_type(success: bool, lenient_success: bool, finish_reason: str) -> str:
+    """none | output_spec (right solution, wrong form) | truncated (cut at the token budget) | reasoning."""
+    if success:
+        return "none"
+    if lenient_success:
+        return "output_spec"
+    return "truncated" if finish_reason == "length" else "reasoning"
