@@ -16,7 +16,8 @@ from .style import FULL_WIDTH, PALETTE, ROLE_COLORS, new_figure, plotly_template
 LABELS = {"failed": "failed", "success": "successful", "reference": "baseline reference"}
 SHORT = {"failed": "failed", "success": "successful", "reference": "baseline\nreference"}
 COLORS = {"failed": ROLE_COLORS["failed"], "success": ROLE_COLORS["success"], "reference": ROLE_COLORS["baseline"]}
-__all__ = ["plot_cell_heatmap", "plot_layer_effects", "plot_step_curves", "plot_distributions",
+__all__ = ["plot_cell_heatmap", "plot_layer_effects", "plot_step_curves", "plot_phase_curves", "plot_distance_curves",
+           "plot_distributions",
            "plot_token_attention", "cell_heatmap_plotly", "step_curves_plotly", "token_attention_plotly",
            "save_plotly"]
 
@@ -101,6 +102,43 @@ def plot_step_curves(curves: dict[str, dict], path_stem: str | Path, ylabel: str
         ax.fill_between(x, lo, hi, color=COLORS.get(g), alpha=0.18, lw=0)
     ax.set_xlim(0, 100)
     ax.set_xlabel("generation progress (%)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=8)
+    ax.legend(loc="best")
+    return save_figure(fig, path_stem)
+
+
+def plot_phase_curves(curves: dict[str, dict], path_stem: str | Path, ylabel: str = "CAS (attention share)",
+                      title: str = "Constraint attention while thinking and while answering") -> list[Path]:
+    """Phase-aligned curves (thinking progress, then answer progress), the phase boundary as a vertical line."""
+    fig, ax = new_figure("column", aspect=0.75)
+    nb = 1
+    for g, c in curves.items():
+        mean, lo, hi = (np.asarray(c[k], dtype=float) for k in ("mean", "lo", "hi"))
+        nb = int(c["boundary_bin"])
+        x = _progress(len(mean)) * 2
+        ax.plot(x, mean, "-", color=COLORS.get(g), label=f"{LABELS.get(g, g)} (n={c['n']})")
+        ax.fill_between(x, lo, hi, color=COLORS.get(g), alpha=0.18, lw=0)
+    ax.axvline(100, color="0.3", lw=0.8, ls=":")
+    ax.set_xlim(0, 200)
+    ax.set_xticks([0, 50, 100, 150, 200], ["0", "50", "100 | 0", "50", "100"])
+    ax.set_xlabel(f"thinking progress (%)  |  answer progress (%)   ({nb} bins each)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=8)
+    ax.legend(loc="best")
+    return save_figure(fig, path_stem)
+
+
+def plot_distance_curves(curves: dict[str, dict], path_stem: str | Path, ylabel: str = "CAS (attention share)",
+                         title: str = "Constraint attention by distance from the prompt") -> list[Path]:
+    """Mean CAS per bin of generated-token distance from the end of the prompt, one line per group."""
+    fig, ax = new_figure("column", aspect=0.75)
+    for g, c in curves.items():
+        mean, lo, hi, x = (np.asarray(c[k], dtype=float) for k in ("mean", "lo", "hi", "x_tokens"))
+        ax.plot(x, mean, "-", color=COLORS.get(g), label=f"{LABELS.get(g, g)} (n={c['n']})")
+        ax.fill_between(x, lo, hi, color=COLORS.get(g), alpha=0.18, lw=0)
+    ax.set_xlim(0, None)
+    ax.set_xlabel("tokens generated since the end of the prompt")
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=8)
     ax.legend(loc="best")
