@@ -76,7 +76,9 @@ class SustainRun:
 
     def __init__(self, cfg: SustainConfig, run_dir: str | Path, model=None, task: Task | None = None,
                  extractor=None, progress: bool = True, log: Callable[[str], None] = print,
-                 shard: tuple[int, int] | None = None):
+                 shard: tuple[int, int] | None = None, backend_client=None):
+        """`backend_client`: an object with OpenAIChatBackend's `generate` (e.g. backends.scripted.ScriptedGenerator)
+        used for a non-local `cfg.backend` instead of connecting to it."""
         self.cfg = cfg
         self.dir = Path(run_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -87,6 +89,10 @@ class SustainRun:
         self.progress = progress
         self.log = log
         self.shard = shard
+        self._http = backend_client
+        if backend_client is not None and cfg.backend == "local":
+            raise InterpError("backend_client replaces a non-local backend; set cfg.backend to a label such as "
+                              "'scripted'")
         self.stores = {s: ResultStore(self.dir / f"{s}.jsonl") for s in STAGES}
         self.thinking = thinking_spec(cfg.thinking, cfg.thinking_delimiters)
         self._check_thinking()
