@@ -117,8 +117,10 @@ def plot_phase_curves(curves: dict[str, dict], path_stem: str | Path, ylabel: st
         mean, lo, hi = (np.asarray(c[k], dtype=float) for k in ("mean", "lo", "hi"))
         nb = int(c["boundary_bin"])
         x = _progress(len(mean)) * 2
-        ax.plot(x, mean, "-", color=COLORS.get(g), label=f"{LABELS.get(g, g)} (n={c['n']})")
-        ax.fill_between(x, lo, hi, color=COLORS.get(g), alpha=0.18, lw=0)
+        for half in (slice(0, nb), slice(nb, None)):  # no line across the boundary: the phases are not contiguous
+            ax.plot(x[half], mean[half], "-", color=COLORS.get(g),
+                    label=f"{LABELS.get(g, g)} (n={c['n']})" if half.start == 0 else None)
+            ax.fill_between(x[half], lo[half], hi[half], color=COLORS.get(g), alpha=0.18, lw=0)
     ax.axvline(100, color="0.3", lw=0.8, ls=":")
     ax.set_xlim(0, 200)
     ax.set_xticks([0, 50, 100, 150, 200], ["0", "50", "100 | 0", "50", "100"])
