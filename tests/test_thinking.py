@@ -263,6 +263,13 @@ def test_scripted_run_answer_phase(tmp_path):
     assert [(r["stage"], r["n"], r["with_trace"], r["unterminated"]) for r in t["thinking"]] == \
         [("baseline", 5, 5, 0), ("constrained", 4, 4, 1)]
     assert t["errors"][0]["unfinished_thinking"] == 1
+    cons_tokens = sorted(r["thinking_tokens"] for r in by_item.values())
+    bins = rep["tables"]["by_thinking_length"]
+    assert sum(b["n"] for b in bins) == 4 and sum(b["k"] for b in bins) == 2
+    assert bins[0]["group"].startswith(f"{cons_tokens[0]}-") and bins[-1]["group"].endswith(f"-{cons_tokens[-1]} "
+                                                                                           "thinking tokens")
+    longest = max(by_item.values(), key=lambda r: r["thinking_tokens"])
+    assert longest["item_id"] == "smoke_arith-3" and bins[-1]["score"] == 0.0  # the unterminated trace
     md = (run.dir / "report.md").read_text()
     assert "hard / soft constraint accuracy" in md and "Thinking traces" in md
 
