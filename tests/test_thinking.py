@@ -337,3 +337,21 @@ def test_cas_by_phase_and_distance(tmp_path):
     for name in ("phase_curves", "distance"):
         assert all((tmp_path / p).exists() for p in res["figures"][name])
     assert "## By phase" in (tmp_path / "cas_report.md").read_text()
+
+
+def test_local_generator_returns_the_answer_phase(think_tok):
+    """An extractor/judge that thinks is read on its answer: a trace the prompt opened and the (random) model never
+    closed leaves no answer; with thinking=None the raw output comes back."""
+    from interp.backends.local import LocalGenerator
+
+    tok = think_tok
+    old, tok.chat_template = tok.chat_template, R1_TEMPLATE
+    try:
+        model = _tiny_model(tok)
+        conv = [[{"role": "user", "content": "Is this polite?"}]]
+        raw = LocalGenerator(model, thinking=None).generate_texts(conv, max_new_tokens=6)[0]
+        ans = LocalGenerator(model).generate_texts(conv, max_new_tokens=6)[0]
+    finally:
+        tok.chat_template = old
+    assert "</think>" not in raw and raw != "", "precondition: the random model wrote an unclosed trace"
+    assert ans == ""

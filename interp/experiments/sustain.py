@@ -144,7 +144,7 @@ class SustainRun:
             elif spec == "self":
                 from ..backends.local import LocalGenerator
 
-                self._extractor = LocalGenerator(self._model())
+                self._extractor = LocalGenerator(self._model(), thinking=self.thinking)
             elif spec.startswith(("http://", "https://")):
                 from ..backends.openai_http import OpenAIChatBackend
 
