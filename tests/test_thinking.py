@@ -294,6 +294,7 @@ def test_thinking_settings_refused(tmp_path):
                             {"think": True, "backend": "http://localhost:1/v1"}, {"phase_scope": "trace"})):
         with pytest.raises(InterpError):
             SustainRun(SustainConfig(**kw), tmp_path / str(i), progress=False)
+        assert not (tmp_path / str(i)).exists()  # refused before anything is written
 
 
 # ---- CAS by phase ---------------------------------------------------------------------------------

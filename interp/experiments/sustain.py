@@ -80,6 +80,11 @@ class SustainRun:
         """`backend_client`: an object with OpenAIChatBackend's `generate` (e.g. backends.scripted.ScriptedGenerator)
         used for a non-local `cfg.backend` instead of connecting to it."""
         self.cfg = cfg
+        self.thinking = thinking_spec(cfg.thinking, cfg.thinking_delimiters)
+        self._check_thinking()
+        if backend_client is not None and cfg.backend == "local":
+            raise InterpError("backend_client replaces a non-local backend; set cfg.backend to a label such as "
+                              "'scripted'")
         self.dir = Path(run_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self._check_config()
@@ -90,12 +95,7 @@ class SustainRun:
         self.log = log
         self.shard = shard
         self._http = backend_client
-        if backend_client is not None and cfg.backend == "local":
-            raise InterpError("backend_client replaces a non-local backend; set cfg.backend to a label such as "
-                              "'scripted'")
         self.stores = {s: ResultStore(self.dir / f"{s}.jsonl") for s in STAGES}
-        self.thinking = thinking_spec(cfg.thinking, cfg.thinking_delimiters)
-        self._check_thinking()
 
     def _check_thinking(self) -> None:
         cfg = self.cfg
