@@ -168,12 +168,15 @@ def _md_table(df: pd.DataFrame) -> str:
 
 
 def _examples(con: pd.DataFrame, n: int = 3) -> list[dict]:
+    """Up to `n` failures per error type; `output` is the answer phase of an output with a finished trace."""
     ex = []
     fails = con[(con["condition_kind"] != "control") & (~con["success"])]
     for et, g in fails.groupby("error_type"):
         for r in g.head(n).itertuples():
+            a = getattr(r, "answer_text", None)
             ex.append({"error_type": et, "item_id": r.item_id, "condition": r.condition, "key": r.key,
-                       "constraints": [c["text"] for c in r.constraints], "output": r.output_text[:400],
+                       "constraints": [c["text"] for c in r.constraints],
+                       "output": (a if isinstance(a, str) and a else r.output_text)[:400],
                        "constraint_met": r.constraint_met})
     return ex
 
