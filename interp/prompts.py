@@ -63,11 +63,14 @@ def messages_from_parts(parts: Sequence[Part]) -> tuple[list[dict], dict[str, tu
 
 
 def build_prompt(tokenizer, parts: Sequence[Part], add_generation_prompt: bool = True,
-                 chat_template: bool = True) -> Prompt:
-    """Render `parts` with the tokenizer's chat template and return ids plus each part's token span."""
+                 chat_template: bool = True, template_kwargs: dict | None = None) -> Prompt:
+    """Render `parts` with the tokenizer's chat template and return ids plus each part's token span.
+
+    `template_kwargs` go to the chat template (e.g. ``enable_thinking``, see interp.models.thinking)."""
     messages, where = messages_from_parts(parts)
     if chat_template and getattr(tokenizer, "chat_template", None):
-        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt,
+                                             **(template_kwargs or {}))
     else:
         text = "\n\n".join(m["content"] for m in messages)
     # locate each message's content in the rendered text, in order

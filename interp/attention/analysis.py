@@ -19,6 +19,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from ..errors import InterpError
+from ..models.thinking import phase_boundary
 from ..prompts import Prompt
 from ..rundir import RunDir
 from ..stats import MIN_N_INTERVAL, aggregate_effect, benjamini_hochberg, curve_with_ci, mann_whitney_by_cell, step_curves
@@ -149,6 +150,58 @@ def _curve(arrs: list[np.ndarray], n_bins: int) -> dict | None:
     return {"mean": mean, "lo": lo, "hi": hi, "n": len(arrs)}
 
 
+PHASES = ("thinking", "answer")
+
+
+def phase_split(a: np.ndarray, boundary: int) -> dict[str, np.ndarray]:
+    """A generation's per-step array split at its first answer step: thinking = steps [0, boundary)."""
+    return {"thinking": a[:boundary], "answer": a[boundary:]}
+
+
+def phase_curves(series: list[np.ndarray], bounds: list[int], n_bins: int) -> dict | None:
+    """Phase-aligned step curve: the thinking steps of each generation resampled onto `n_bins` bins, then its
+    answer steps onto the next `n_bins`, so the phase boundary sits at bin `n_bins` for every generation.
+    A generation with an empty phase contributes NaN there (left out of that half's mean)."""
+    if not series:
+        return None
+    halves = [step_curves([phase_split(a, b)[ph] for a, b in zip(series, bounds)], n_bins) for ph in PHASES]
+    mean, lo, hi = curve_with_ci(np.concatenate(halves, axis=1))
+    return {"mean": mean, "lo": lo, "hi": hi, "n": len(series), "boundary_bin": n_bins}
+
+
+def distance_curve(series: list[np.ndarray], width: int, n_bins: int) -> dict | None:
+    """Mean CAS by distance from the end of the prompt: step t (token t of the output) falls in bin t // width;
+    each generation contributes the mean of its steps in a bin; `n` per bin says how many generations reach it."""
+    if not series:
+        return None
+    x = np.full((len(series), n_bins), np.nan)
+    for i, a in enumerate(series):
+        for b in range(min(n_bins, -(-len(a) // width))):
+            x[i, b] = a[b * width: (b + 1) * width].mean()
+    mean, lo, hi = curve_with_ci(x)
+    return {"mean": mean, "lo": lo, "hi": hi, "n": len(series), "n_per_bin": np.isfinite(x).sum(0),
+            "x_tokens": (np.arange(n_bins) + 0.5) * width, "width": width}
+
+
+def _phase_results(grp: dict[str, list[dict]], live: dict[str, np.ndarray], n_bins: int, n_boot: int,
+                   seed: int) -> dict:
+    """Per phase: per-generation mean CAS (over that phase's steps, all layers and heads) failed vs successful,
+    with the aggregate effect where both groups have at least 2 generations with that phase; plus the
+    phase-aligned curves."""
+    out: dict = {"phases": {}, "curves": {}}
+    for ph in PHASES:
+        vals = {g: np.array([float(x.mean()) for r in v
+                             if len(x := phase_split(live[r["key"]], phase_boundary(r))[ph])]) for g, v in grp.items()}
+        row = {f"n_{g}": int(len(vals[g])) for g in GROUPS} | {f"mean_cas_{g}": _mean(vals[g]) for g in GROUPS}
+        if all(len(vals[g]) >= 2 for g in GROUPS):
+            row["effect"] = aggregate_effect(vals["failed"], vals["success"], n_boot, seed).to_dict()
+        out["phases"][ph] = row
+    for g, v in grp.items():
+        out["curves"][g] = phase_curves([live[r["key"]].mean((1, 2)) for r in v], [phase_boundary(r) for r in v],
+                                        n_bins)
+    return out
+
+
 def _suffix(span: str, how: str, tf: bool) -> str:
     parts = ([] if span == "constraints" else [span]) + ([] if how == "raw" else [how]) + (["tf"] if tf else [])
     return "".join(f"-{p}" for p in parts)
@@ -238,6 +291,10 @@ def cas_report(run_dir: str | Path, span: str = "constraints", normalisation: st
     top = ranked_cells(cells).head(10) if cells is not None else pd.DataFrame()
     curves = {g: _curve([live[r["key"]].mean((1, 2)) for r in v], n_bins) for g, v in grp.items()}
     curves["reference"] = _curve([ref[k].mean((1, 2)) for k in ref], n_bins)
+    longest = max((live[r["key"]].shape[0] for r in recs), default=0)
+    width = max(1, -(-longest // n_bins))
+    distance = {g: distance_curve([live[r["key"]].mean((1, 2)) for r in v], width, n_bins) for g, v in grp.items()}
+    phases = _phase_results(grp, live, n_bins, n_boot, seed) if any(r.get("phase_ranges") for r in recs) else None
     ref_summary = {}
     for g, v in grp.items():
         ks = [r["key"] for r in v if r["key"] in ref]
@@ -262,9 +319,12 @@ def cas_report(run_dir: str | Path, span: str = "constraints", normalisation: st
         "layers": layers.to_dict(orient="records") if layers is not None else [],
         "top_cells": top.to_dict(orient="records"),
         "curves": curves,
+        "distance_curves": distance,
+        "phases": phases,
         "reference": ref_summary if ref else None,
         "per_generation": [{"key": r["key"], "item_id": r["item_id"], "condition": r.get("condition"),
                             "success": bool(r["success"]), "n_steps": int(live[r["key"]].shape[0]),
+                            "answer_start": phase_boundary(r),
                             "mean_cas": float(live[r["key"]].mean()),
                             "reference_mean_cas": float(ref[r["key"]].mean()) if r["key"] in ref else None}
                            for r in recs],
@@ -293,6 +353,13 @@ def _figures(d, res, cells, layers, per_gen, ref, grp, live, model, span, how, t
     curves = {k: v for k, v in res["curves"].items() if v is not None}
     if curves:
         out["curves"] = pc.plot_step_curves(curves, fd / f"cas_curves{sfx}", ylabel=unit)
+    dist = {k: v for k, v in res["distance_curves"].items() if v is not None}
+    if dist:
+        out["distance"] = pc.plot_distance_curves(dist, fd / f"cas_distance{sfx}", ylabel=unit)
+    if res["phases"]:
+        pcurves = {k: v for k, v in res["phases"]["curves"].items() if v is not None}
+        if pcurves:
+            out["phase_curves"] = pc.plot_phase_curves(pcurves, fd / f"cas_phases{sfx}", ylabel=unit)
     vals = {g: per_gen[g].mean((1, 2)) for g in GROUPS if per_gen[g] is not None}
     if ref:
         vals["reference"] = np.array([ref[k].mean() for k in ref])
@@ -362,6 +429,18 @@ def _markdown(res: dict, top: pd.DataFrame) -> str:
                           f"{_fmt(v['diff'])} {_ci(v['diff_lo'], v['diff_hi'])} | {_fmt(v.get('p_wilcoxon'))} |")
             else:
                 md.append(f"| {_LABEL[g]} | {v['n']} | | | too few | |")
+        md.append("")
+    if res.get("phases"):
+        md += ["## By phase: thinking vs answer (per-generation mean CAS over that phase's steps)", "",
+               "Thinking steps run from the first output token up to and including the end delimiter; a generation "
+               "without a trace is all answer, an unterminated one all thinking.", "",
+               "| phase | n failed | n successful | mean CAS failed | mean CAS successful | diff [95% CI] | p |",
+               "|---|---|---|---|---|---|---|"]
+        for ph, r in res["phases"]["phases"].items():
+            e = r.get("effect") or {}
+            md.append(f"| {ph} | {r['n_failed']} | {r['n_success']} | {_fmt(r['mean_cas_failed'])} | "
+                      f"{_fmt(r['mean_cas_success'])} | {_fmt(e.get('diff'))} [{_fmt(e.get('diff_lo'))}, "
+                      f"{_fmt(e.get('diff_hi'))}] | {_fmt(e.get('p'))} |")
         md.append("")
     if res["by_ctype"]:
         md += ["## By constraint type (mean CAS over all layers and heads)", "",

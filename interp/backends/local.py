@@ -4,14 +4,20 @@ from __future__ import annotations
 from typing import Sequence
 
 from ..models.generation import GenConfig, generate
+from ..models.thinking import PRESETS, ThinkingSpec, segment_generation
 from ..prompts import Part, build_prompt
 
 
 class LocalGenerator:
-    """Chat completions from a LoadedModel; used for extraction/judging and anywhere hooks are not needed."""
+    """Chat completions from a LoadedModel; used for extraction/judging and anywhere hooks are not needed.
 
-    def __init__(self, model, batch_size: int = 8, progress: bool = False):
+    A reasoning model's completion is its answer phase (`thinking`: the trace delimiters; None keeps the raw
+    output), so an extractor or judge that thinks first is parsed on what it concluded."""
+
+    def __init__(self, model, batch_size: int = 8, progress: bool = False,
+                 thinking: ThinkingSpec | None = PRESETS["think"]):
         self.model = model
+        self.thinking = thinking
         self.model_id = model.model_id
         self.batch_size = batch_size
         self.progress = progress
@@ -23,4 +29,5 @@ class LocalGenerator:
                    for conv in conversations]
         cfg = GenConfig(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed, stop=tuple(stop),
                         batch_size=self.batch_size)
-        return [g.output_text for g in generate(self.model, prompts, cfg, progress=self.progress)]
+        return [segment_generation(g, self.model.tokenizer, self.thinking).answer_text
+                for g in generate(self.model, prompts, cfg, progress=self.progress)]

@@ -12,6 +12,10 @@ from typing import Union, get_args, get_origin, get_type_hints
 
 from ..errors import InterpError
 
+# Fields added for reasoning models; at these values they are left out of the hash, so older runs still resume.
+THINKING_DEFAULTS = {"thinking": "auto", "thinking_delimiters": None, "think": None, "think_budget": None,
+                     "phase_scope": "answer"}
+
 
 @dataclass
 class SustainConfig:
@@ -41,6 +45,12 @@ class SustainConfig:
     backend_model: str = ""
     backend_concurrency: int = 8
     backend_api_key_env: str = "OPENAI_API_KEY"
+    # reasoning models (interp.models.thinking); the defaults leave a model without thinking traces untouched
+    thinking: str = "auto"  # auto (detect <think> traces) | none | think | gpt-oss
+    thinking_delimiters: list[str] | None = None  # [start, end] or [start, end, answer_start]; overrides `thinking`
+    think: bool | None = None  # chat-template thinking switch (enable_thinking); None = the template's default
+    think_budget: int | None = None  # cap the trace at N tokens, then force the end delimiter
+    phase_scope: str = "answer"  # what scoring, constraint proposal and checks read: answer | output
 
     def __post_init__(self):
         self.validate()
@@ -102,6 +112,9 @@ class SustainConfig:
         d.pop("device")
         d.pop("backend_concurrency")
         d.pop("backend_api_key_env")
+        for k, v in THINKING_DEFAULTS.items():
+            if d[k] == v:
+                d.pop(k)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
     @classmethod

@@ -5,13 +5,16 @@ stored value and never re-derive it, so a record and its report cannot disagree.
 """
 from __future__ import annotations
 
-ERROR_TYPES = ("none", "output_spec", "truncated", "reasoning")
+ERROR_TYPES = ("none", "output_spec", "unfinished_thinking", "truncated", "reasoning")
 
 
-def error_type(success: bool, lenient_success: bool, finish_reason: str) -> str:
-    """none | output_spec (right solution, wrong form) | truncated (cut at the token budget) | reasoning."""
+def error_type(success: bool, lenient_success: bool, finish_reason: str, thinking_state: str | None = None) -> str:
+    """none | output_spec (right solution, wrong form) | unfinished_thinking (the output ended inside its thinking
+    trace: out of budget while thinking) | truncated (cut at the token budget) | reasoning."""
     if success:
         return "none"
     if lenient_success:
         return "output_spec"
+    if thinking_state == "unterminated":
+        return "unfinished_thinking"
     return "truncated" if finish_reason == "length" else "reasoning"

@@ -83,7 +83,72 @@ def sustain_tables(runs: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
         {"outcome": name, "n": len(g), "met": int(g["constraint_met"].astype(bool).sum()),
          "share_met": float(g["constraint_met"].astype(bool).mean()) if len(g) else np.nan}
         for name, g in (("success", met[met["success"]]), ("failure", met[~met["success"]]))])
+    joint = [joint_row("all constraints (K=1)", single)]
+    joint += [joint_row(f"{h} (K=1)", single[single["hardness"] == h]) for h in sorted(single["hardness"].unique())]
+    joint += [joint_row(f"K={k}", real[(real["condition_kind"] == "set") & (real["k"] == k)])
+              for k in sorted(real.loc[real["condition_kind"] == "set", "k"].unique())]
+    out["joint"] = pd.DataFrame(joint)
+    if "thinking_state" in con or "thinking_state" in base:
+        out["thinking"] = thinking_summary(base, con)
+        out["by_thinking_length"] = by_thinking_length(single)
     return out
+
+
+def joint_row(group: str, df: pd.DataFrame) -> dict:
+    """Task-correct x constraint-met 2x2 (counts over generations) and MathIF's hard / soft accuracy.
+
+    hard_acc: share of generations meeting all their checked constraints; soft_acc: mean share of checked
+    constraints met. Only generations with at least one checked constraint count (`n`); soft constraints are
+    checked only with a judge, so without one these are over the hard constraints of each generation.
+    """
+    met = df.dropna(subset=["constraint_met"]) if "constraint_met" in df else df.iloc[0:0]
+    ok, m = met["success"].astype(bool), met["constraint_met"].astype(bool)
+    share = [float(np.mean([c["ok"] for c in cs])) for cs in met["constraint_checks"]] if len(met) else []
+    return {"group": group, "n": int(len(met)), "correct_met": int((ok & m).sum()),
+            "correct_unmet": int((ok & ~m).sum()), "wrong_met": int((~ok & m).sum()),
+            "wrong_unmet": int((~ok & ~m).sum()), "accuracy": float(ok.mean()) if len(met) else np.nan,
+            "hard_acc": float(m.mean()) if len(met) else np.nan,
+            "soft_acc": float(np.mean(share)) if share else np.nan}
+
+
+def _thinking_cols(df: pd.DataFrame) -> pd.DataFrame:
+    """Thinking fields with the values of a generation without a trace where absent (old or plain records)."""
+    state = df["thinking_state"].fillna("none") if "thinking_state" in df else pd.Series("none", index=df.index)
+    toks = df["thinking_tokens"].fillna(0) if "thinking_tokens" in df else pd.Series(0, index=df.index)
+    forced = df["thinking_forced"].fillna(False) if "thinking_forced" in df else pd.Series(False, index=df.index)
+    return pd.DataFrame({"state": state, "tokens": toks.astype(int), "forced": forced.astype(bool)})
+
+
+def thinking_summary(base: pd.DataFrame, con: pd.DataFrame) -> pd.DataFrame:
+    """Per stage: generations, share with a trace, unterminated / budget-forced counts, mean and median trace length."""
+    rows = []
+    for stage, df in (("baseline", base), ("constrained", con[con["condition_kind"] != "control"])):
+        t = _thinking_cols(df)
+        rows.append({"stage": stage, "n": len(t), "with_trace": int((t["state"] != "none").sum()),
+                     "unterminated": int((t["state"] == "unterminated").sum()), "forced": int(t["forced"].sum()),
+                     "mean_thinking_tokens": float(t["tokens"].mean()) if len(t) else np.nan,
+                     "median_thinking_tokens": float(t["tokens"].median()) if len(t) else np.nan})
+    return pd.DataFrame(rows)
+
+
+def by_thinking_length(single: pd.DataFrame, n_bins: int = 4) -> pd.DataFrame:
+    """SustainScore and constraint adherence of K=1 generations by thinking-trace length (quantile bins of tokens).
+
+    Within one run this is observational (longer traces come with harder items); a causal reading needs the
+    budget conditions (`think_budget`), one run each.
+    """
+    if single.empty:
+        return pd.DataFrame()
+    t = _thinking_cols(single)
+    edges = np.unique(np.quantile(t["tokens"], np.linspace(0, 1, n_bins + 1)))
+    idx = np.searchsorted(edges[1:-1], t["tokens"], side="right") if len(edges) > 1 else np.zeros(len(t), int)
+    rows = []
+    for b in sorted(set(idx)):
+        sel = single[idx == b]
+        lo, hi = int(t["tokens"][idx == b].min()), int(t["tokens"][idx == b].max())
+        rows.append(_row(f"{lo}-{hi} thinking tokens", sel) | {k: v for k, v in joint_row("", sel).items()
+                                                             if k in ("hard_acc", "soft_acc")})
+    return pd.DataFrame(rows)
 
 
 def _md_table(df: pd.DataFrame) -> str:
@@ -98,12 +163,15 @@ def _md_table(df: pd.DataFrame) -> str:
 
 
 def _examples(con: pd.DataFrame, n: int = 3) -> list[dict]:
+    """Up to `n` failures per error type; `output` is the answer phase of an output with a finished trace."""
     ex = []
     fails = con[(con["condition_kind"] != "control") & (~con["success"])]
     for et, g in fails.groupby("error_type"):
         for r in g.head(n).itertuples():
+            a = getattr(r, "answer_text", None)
             ex.append({"error_type": et, "item_id": r.item_id, "condition": r.condition, "key": r.key,
-                       "constraints": [c["text"] for c in r.constraints], "output": r.output_text[:400],
+                       "constraints": [c["text"] for c in r.constraints],
+                       "output": (a if isinstance(a, str) and a else r.output_text)[:400],
                        "constraint_met": r.constraint_met})
     return ex
 
@@ -147,7 +215,9 @@ def write_report(run_dir: str | Path, figures: bool = True) -> dict:
     for name, title in (("baseline", "Baseline"), ("overall", "SustainScore (with controls)"),
                         ("by_type", "By constraint type"), ("by_domain", "By domain"),
                         ("scaling", "Constraint-count scaling"), ("errors", "Failure analysis (counts)"),
-                        ("constraint_met", "Did the output meet the added constraint?")):
+                        ("constraint_met", "Did the output meet the added constraint?"),
+                        ("joint", "Task-correct x constraint-met, hard / soft constraint accuracy (MathIF)"),
+                        ("thinking", "Thinking traces"), ("by_thinking_length", "SustainScore by thinking length")):
         if name in tables:
             md += [f"## {title}", "", _md_table(tables[name])]
     for k, ps in fig_paths.items():

@@ -20,6 +20,8 @@ from ..constraints import (Constraint, ProposeContext, accepted_constraints, ext
                            insert_constraints, neutral_control, paraphrase_task, sample_constraint_set)
 from ..errors import InterpError
 from ..models.generation import GenConfig, generate
+from ..models.thinking import (PHASE_SCOPES, Segments, ThinkingBudget, answer_text, segment_generation,
+                               template_kwargs, thinking_spec)
 from ..prompts import Part, Prompt, build_prompt
 from ..rundir import STAGES, RunDir
 from ..store import ResultStore, record_key
@@ -74,9 +76,16 @@ class SustainRun:
 
     def __init__(self, cfg: SustainConfig, run_dir: str | Path, model=None, task: Task | None = None,
                  extractor=None, progress: bool = True, log: Callable[[str], None] = print,
-                 shard: tuple[int, int] | None = None):
+                 shard: tuple[int, int] | None = None, backend_client=None):
+        """`backend_client`: an object with OpenAIChatBackend's `generate` (e.g. backends.scripted.ScriptedGenerator)
+        used for a non-local `cfg.backend` instead of connecting to it."""
         cfg.validate()
         self.cfg = cfg
+        self.thinking = thinking_spec(cfg.thinking, cfg.thinking_delimiters)
+        self._check_thinking()
+        if backend_client is not None and cfg.backend == "local":
+            raise InterpError("backend_client replaces a non-local backend; set cfg.backend to a label such as "
+                              "'scripted'")
         self.rundir = RunDir(run_dir)
         self.dir = self.rundir.path
         given = task is not None
@@ -94,6 +103,27 @@ class SustainRun:
         self.progress = progress
         self.log = log
         self.shard = shard
+        self._http = backend_client
+
+    def _check_thinking(self) -> None:
+        cfg = self.cfg
+        if cfg.phase_scope not in PHASE_SCOPES:
+            raise InterpError(f"phase_scope must be one of {PHASE_SCOPES}, got {cfg.phase_scope!r}")
+        if cfg.think_budget is not None:
+            if self.thinking is None:
+                raise InterpError("think_budget needs thinking delimiters; thinking is 'none'")
+            if cfg.think is False:
+                raise InterpError("think_budget with think: false: there is no trace to cap")
+            if cfg.backend != "local":
+                raise InterpError("think_budget needs the local hooked model (budget forcing runs inside our "
+                                  "generation loop); an HTTP backend cannot force tokens")
+        if cfg.think is not None and cfg.backend != "local":
+            raise InterpError("think on/off is applied through the local chat template; with an HTTP backend set "
+                              "it on the server (e.g. vLLM chat_template_kwargs) and leave `think` unset")
+
+    def scoped_text(self, record: dict) -> str:
+        """The part of a stored output that scoring, proposal and checks read (`phase_scope`)."""
+        return answer_text(record) if self.cfg.phase_scope == "answer" else record["output_text"]
 
     @property
     def stores(self) -> dict[str, ResultStore]:
@@ -116,7 +146,7 @@ class SustainRun:
             elif spec == "self":
                 from ..backends.local import LocalGenerator
 
-                self._extractor = LocalGenerator(self._model())
+                self._extractor = LocalGenerator(self._model(), thinking=self.thinking)
             elif spec.startswith(("http://", "https://")):
                 from ..backends.openai_http import OpenAIChatBackend
 
@@ -154,7 +184,8 @@ class SustainRun:
 
     def prompt(self, parts: list[Part]) -> Prompt:
         """The rendered prompt of a job (its token ids enter the record key)."""
-        return build_prompt(self.tokenizer(), parts)
+        tok = self.tokenizer()
+        return build_prompt(tok, parts, template_kwargs=template_kwargs(tok, self.cfg.think))
 
     def _generate(self, js: list[dict], cfg: GenConfig):
         """Generations for one batch of jobs: hooked local model (with CAS) or the HTTP backend."""
@@ -166,11 +197,15 @@ class SustainRun:
             model = self._model()
             keyed_apart = getattr(self, "_tok", None) is not None  # keys made with a separately loaded tokenizer
             for j, p in zip(js, prompts):
-                if keyed_apart and build_prompt(model.tokenizer, j["parts"]).input_ids != p.input_ids:
+                if keyed_apart and build_prompt(model.tokenizer, j["parts"], template_kwargs=template_kwargs(model.tokenizer, self.cfg.think)).input_ids != p.input_ids:
                     raise InterpError(f"the loaded model's tokenizer renders the prompt of {j['item'].id} differently "
                                       f"from the tokenizer of {self.cfg.model!r} that keyed it; cannot key records")
-            providers = (lambda b: [CASCapture(model.n_layers, model.n_heads, cfg.max_new_tokens)]) \
-                if self.cfg.capture_cas else None
+            def providers(b):
+                ps = [CASCapture(model.n_layers, model.n_heads, cfg.max_new_tokens)] if self.cfg.capture_cas else []
+                if self.cfg.think_budget is not None:
+                    ps.append(ThinkingBudget(model.tokenizer, self.thinking, self.cfg.think_budget))
+                return ps
+
             return generate(model, prompts, cfg, providers_for_batch=providers, progress=False,
                             row_keys=[j["key"] for j in js])
         tok = self.tokenizer()
@@ -223,11 +258,13 @@ class SustainRun:
             for seed, js in by_seed.items():
                 gens = self._generate(js, self.gen_config(seed))
                 items = [j["item"] for j in js]
-                outs = [g.output_text for g in gens]
+                segs = [segment_generation(g, self.tokenizer(), self.thinking) for g in gens]
+                outs = [s.answer_text if self.cfg.phase_scope == "answer" else g.output_text
+                        for g, s in zip(gens, segs)]
                 scores = self.task.score_many(items, outs)
                 lenient = self.task.lenient_score_many(items, outs)
-                for j, g, sc, le in zip(js, gens, scores, lenient):
-                    rec = self._record(stage, j, g, sc, le)
+                for j, g, sc, le, seg, out in zip(js, gens, scores, lenient, segs, outs):
+                    rec = self._record(stage, j, g, sc, le, seg, out)
                     if self.cfg.capture_cas and "cas" in g.extras:
                         rec["cas_file"] = save_cas(self.dir, j["key"], g.extras["cas"], g.extras["cas_spans"],
                                                    g.extras["cas_span_len"])
@@ -249,7 +286,8 @@ class SustainRun:
                                   f"changed since its record {old['key']} was written (task prompt parts or code "
                                   "changed?); resuming would mix old and new answers: use a new --out folder")
 
-    def _record(self, stage: str, job: dict, g, sc, le) -> dict:
+    def _record(self, stage: str, job: dict, g, sc, le, seg: Segments, scoped: str) -> dict:
+        """One stored record; thinking fields (interp.models.thinking.Segments) only when there is a trace."""
         item: Item = job["item"]
         rec = {
             "key": job["key"], "stage": stage, "model": self.cfg.model, "model_label": self.cfg.model_label,
@@ -261,15 +299,17 @@ class SustainRun:
             "prediction": None if sc.prediction is None else str(sc.prediction), "score_detail": sc.detail,
             "lenient_success": bool(le.success), "gen_config": self.gen_config(job["seed"]).key_dict(),
         }
+        if seg.state != "none":
+            rec.update(seg.to_record())
         cond: Condition | None = job.get("condition")
         if cond is not None:
             rec.update(cond.to_dict())
             rec["baseline_key"] = job["baseline_key"]
-            checks = [c.check(g.output_text, judge=self.extractor if c.kind == "soft" else None)
+            checks = [c.check(scoped, judge=self.extractor if c.kind == "soft" else None)
                       for c in cond.constraints if c.kind == "hard" or self.extractor is not None]
             rec["constraint_checks"] = [{"ok": c.ok, "reason": c.reason, "judge_output": c.judge_output} for c in checks]
             rec["constraint_met"] = all(c.ok for c in checks) if checks else None
-            rec["error_type"] = error_type(sc.success, le.success, g.finish_reason)
+            rec["error_type"] = error_type(sc.success, le.success, g.finish_reason, rec.get("thinking_state"))
         return rec
 
     # ---- stages --------------------------------------------------------------------------------
@@ -300,7 +340,7 @@ class SustainRun:
             self.log(f"extracting constraints for {len(todo)} items ...")
             ctxs = [ProposeContext(task_text=items[iid].input, domain=self.task.domain, seed=_seed_of(iid),
                                    extra={"extractor": self.extractor} if self.extractor else {}) for iid, _ in todo]
-            cands = extract_constraints_many([r["output_text"] for _, r in todo], ctxs, types=self.cfg.types,
+            cands = extract_constraints_many([self.scoped_text(r) for _, r in todo], ctxs, types=self.cfg.types,
                                              extractor=self.extractor, judge=self.extractor)
             for (iid, r), cs in zip(todo, cands):
                 store.append({"key": record_key(base=r["key"], types=self.cfg.types, soft=self.cfg.soft),
@@ -328,7 +368,7 @@ class SustainRun:
             if k < 2:
                 continue
             s = sample_constraint_set(acc, k, _seed_of(item.id, "set", k), by_type="mixed",
-                                      output=base["output_text"], judge=self.extractor)
+                                      output=self.scoped_text(base), judge=self.extractor)
             if s:
                 hard = {c.kind for c in s}
                 conds.append(Condition(f"set:k{k}", "set", "mixed", hard.pop() if len(hard) == 1 else "mixed", s, k=k))

@@ -37,6 +37,7 @@ from ..attention.storage import load_cas
 from ..constraints import Constraint
 from ..errors import InterpError
 from ..models.generation import GenConfig, generate
+from ..models.thinking import ThinkingBudget, segment_generation, thinking_spec
 from ..prompts import Prompt
 from ..stats import paired_bootstrap_diff, proportion
 from ..rundir import RunDir
@@ -267,24 +268,32 @@ class AblationRun:
             for s in range(0, len(js), chunk_n):
                 chunk = js[s: s + chunk_n]
 
+                spec = thinking_spec(self.run_cfg.thinking, self.run_cfg.thinking_delimiters)
+
                 def providers(batch):
-                    return [InterventionProvider(model.n_layers, model.n_heads),
-                            CASCapture(model.n_layers, model.n_heads, gcfg.max_new_tokens)]  # noqa: B023 - called within this iteration
+                    ps = [InterventionProvider(model.n_layers, model.n_heads),
+                          CASCapture(model.n_layers, model.n_heads, gcfg.max_new_tokens)]
+                    if self.run_cfg.think_budget is not None:  # the run's budget forcing applies here too
+                        ps.append(ThinkingBudget(model.tokenizer, spec, self.run_cfg.think_budget))
+                    return ps
 
                 gens = generate(model, [record_prompt(r, self.cfg.seed) for r, _ in chunk], gcfg,
                                 providers_for_batch=providers, progress=False, row_keys=[r["key"] for r, _ in chunk],
                                 row_extras=[{"interventions": list(a.ivs)} for _, a in chunk])
                 items = [self.items[r["item_id"]] for r, _ in chunk]
-                scores = self.task.score_many(items, [g.output_text for g in gens])
-                for (r, a), g, sc in zip(chunk, gens, scores):
-                    self.store.append(self._record(r, a, g, sc))
+                # what the run scored and checked: the answer phase of a reasoning model's output by default
+                texts = [segment_generation(g, model.tokenizer, spec).answer_text
+                         if self.run_cfg.phase_scope == "answer" else g.output_text for g in gens]
+                scores = self.task.score_many(items, texts)
+                for (r, a), g, sc, t in zip(chunk, gens, scores, texts):
+                    self.store.append(self._record(r, a, g, sc, t))
                 bar.update(len(chunk))
         bar.close()
         return len(pending)
 
-    def _record(self, rec: dict, arm: Arm, g, sc) -> dict:
+    def _record(self, rec: dict, arm: Arm, g, sc, text: str) -> dict:
         hard = [Constraint.from_dict(c) for c in rec.get("constraints") or [] if c.get("kind") == "hard"]
-        met = all(c.check(g.output_text).ok for c in hard) if hard else None
+        met = all(c.check(text).ok for c in hard) if hard else None
         spans = {"constraints", arm.span} | ({"task", RANDOM_SPAN} if arm.role == "none" else set())
         success = bool(sc.success)
         return {"key": self.key(rec, arm), "stage": arm.stage, "arm": arm.name, "role": arm.role,

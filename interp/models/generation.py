@@ -77,6 +77,9 @@ class HookProvider(Protocol):
 
     def collect(self, batch: Batch, n_tokens: list[int]) -> list[dict]: ...
 
+    # Optional: `force(next_ids [B], out_ids, done [B]) -> next_ids` overrides sampled tokens before they are
+    # appended (budget forcing, interp.models.thinking.ThinkingBudget); the forced token is fed back as usual.
+
 
 @dataclass
 class Generation:
@@ -195,6 +198,7 @@ def generate_batch(model, tokenizer, batch: Batch, cfg: GenConfig,
     hooks = AttentionHooks()
     for p in providers:
         p.attach(hooks, batch)
+    forcers = [p for p in providers if hasattr(p, "force")]  # token forcers, e.g. a thinking budget
     gens = None
     if not cfg.greedy:
         keys = batch.row_keys or [json.dumps(p.input_ids) for p in batch.prompts]
@@ -223,6 +227,8 @@ def generate_batch(model, tokenizer, batch: Batch, cfg: GenConfig,
             logits = model(input_ids=inp, attention_mask=attn, position_ids=cur_pos, past_key_values=cache,
                            use_cache=True, logits_to_keep=1).logits[:, -1, :]
             nxt = _sample(logits, cfg, gens)
+            for p in forcers:
+                nxt = p.force(nxt, out_ids, done)
             nxt = torch.where(done, torch.full_like(nxt, pad_id), nxt)
             for b in range(B):
                 if done[b]:

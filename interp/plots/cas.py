@@ -16,7 +16,8 @@ from .style import FULL_WIDTH, PALETTE, ROLE_COLORS, new_figure, plotly_template
 LABELS = {"failed": "failed", "success": "successful", "reference": "baseline reference"}
 SHORT = {"failed": "failed", "success": "successful", "reference": "baseline\nreference"}
 COLORS = {"failed": ROLE_COLORS["failed"], "success": ROLE_COLORS["success"], "reference": ROLE_COLORS["baseline"]}
-__all__ = ["plot_cell_heatmap", "plot_layer_effects", "plot_step_curves", "plot_distributions",
+__all__ = ["plot_cell_heatmap", "plot_layer_effects", "plot_step_curves", "plot_phase_curves", "plot_distance_curves",
+           "plot_distributions",
            "plot_token_attention", "cell_heatmap_plotly", "step_curves_plotly", "token_attention_plotly",
            "save_plotly"]
 
@@ -89,22 +90,57 @@ def _progress(n_bins: int) -> np.ndarray:
     return (np.arange(n_bins) + 0.5) / n_bins * 100
 
 
+def _band(ax, x, c: dict, g: str, sel=slice(None), label: bool = True) -> None:
+    """One group's mean curve with its 95% band (entries `sel` of the curve), drawn at `x`."""
+    mean, lo, hi = (np.asarray(c[k], dtype=float)[sel] for k in ("mean", "lo", "hi"))
+    ax.plot(x, mean, "--" if g == "reference" else "-", color=COLORS.get(g),
+            label=f"{LABELS.get(g, g)} (n={c['n']})" if label else None)
+    ax.fill_between(x, lo, hi, color=COLORS.get(g), alpha=0.18, lw=0)
+
+
+def _finish(fig, ax, path_stem, xlabel: str, ylabel: str, title: str) -> list[Path]:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=8)
+    ax.legend(loc="best")
+    return save_figure(fig, path_stem)
+
+
 def plot_step_curves(curves: dict[str, dict], path_stem: str | Path, ylabel: str = "CAS (attention share)",
                      title: str = "Constraint attention over the generation") -> list[Path]:
     """Mean CAS per progress bin with 95% t-intervals across generations, one line per group (n in legend)."""
     fig, ax = new_figure("column", aspect=0.75)
     for g, c in curves.items():
-        mean, lo, hi = (np.asarray(c[k], dtype=float) for k in ("mean", "lo", "hi"))
-        x = _progress(len(mean))
-        ls = "--" if g == "reference" else "-"
-        ax.plot(x, mean, ls, color=COLORS.get(g), label=f"{LABELS.get(g, g)} (n={c['n']})")
-        ax.fill_between(x, lo, hi, color=COLORS.get(g), alpha=0.18, lw=0)
+        _band(ax, _progress(len(c["mean"])), c, g)
     ax.set_xlim(0, 100)
-    ax.set_xlabel("generation progress (%)")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=8)
-    ax.legend(loc="best")
-    return save_figure(fig, path_stem)
+    return _finish(fig, ax, path_stem, "generation progress (%)", ylabel, title)
+
+
+def plot_phase_curves(curves: dict[str, dict], path_stem: str | Path, ylabel: str = "CAS (attention share)",
+                      title: str = "Constraint attention while thinking and while answering") -> list[Path]:
+    """Phase-aligned curves (thinking progress, then answer progress), the phase boundary as a vertical line."""
+    fig, ax = new_figure("column", aspect=0.75)
+    nb = 1
+    for g, c in curves.items():
+        nb = int(c["boundary_bin"])
+        x = _progress(len(c["mean"])) * 2
+        for half in (slice(0, nb), slice(nb, None)):  # no line across the boundary: the phases are not contiguous
+            _band(ax, x[half], c, g, half, label=half.start == 0)
+    ax.axvline(100, color="0.3", lw=0.8, ls=":")
+    ax.set_xlim(0, 200)
+    ax.set_xticks([0, 50, 100, 150, 200], ["0", "50", "100 | 0", "50", "100"])
+    return _finish(fig, ax, path_stem, f"thinking progress (%)  |  answer progress (%)   ({nb} bins each)",
+                   ylabel, title)
+
+
+def plot_distance_curves(curves: dict[str, dict], path_stem: str | Path, ylabel: str = "CAS (attention share)",
+                         title: str = "Constraint attention by distance from the prompt") -> list[Path]:
+    """Mean CAS per bin of generated-token distance from the end of the prompt, one line per group."""
+    fig, ax = new_figure("column", aspect=0.75)
+    for g, c in curves.items():
+        _band(ax, np.asarray(c["x_tokens"], dtype=float), c, g)
+    ax.set_xlim(0, None)
+    return _finish(fig, ax, path_stem, "tokens generated since the end of the prompt", ylabel, title)
 
 
 def plot_distributions(panels: dict[str, dict[str, np.ndarray]], path_stem: str | Path,
