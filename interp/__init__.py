@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # what IDEs and type checkers see; at run time each name is i
     from interp.models.hooked_attention import AttentionHooks
     from interp.prompts import build_prompt, Part, Prompt
     from interp.registry import Registry
+    from interp.rundir import RunDir
     from interp.store import load_records, ResultStore
     from interp.tasks import get_task, Item, register_task, Score, Task
 
@@ -62,7 +63,7 @@ __all__ = ["AblationConfig", "AttentionHooks", "build_prompt", "cas_report", "CA
     "ConstraintType", "extract_constraints", "forward_teacher_forced", "GenConfig", "generate", "get_task",
     "insert_constraints", "Intervention", "InterventionProvider", "Item", "load_cas", "load_model", "load_records",
     "load_run", "LoadedModel", "merge_runs", "Part", "Prompt", "register_constraint", "register_task", "Registry",
-    "ResultStore", "run_ablation", "run_comparison", "run_sustain", "Score", "SustainConfig", "SustainRun", "Task",
+    "ResultStore", "RunDir", "run_ablation", "run_comparison", "run_sustain", "Score", "SustainConfig", "SustainRun", "Task",
     "teacher_forced_cas", "write_report"]  # = the names of _API (a test keeps them equal)
 
 

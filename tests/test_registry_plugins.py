@@ -246,7 +246,8 @@ def test_report_does_not_import_the_pipeline():
     assert not any(m.startswith(".") for m in _imports(exp / "outcomes.py"))
     from interp.experiments.outcomes import ERROR_TYPES, error_type
 
-    got = {error_type(s, l, f) for s in (True, False) for l in (True, False) for f in ("eos", "length")}
+    got = {error_type(s, l, f, t) for s in (True, False) for l in (True, False) for f in ("eos", "length")
+           for t in (None, "complete", "unterminated")}
     assert got == set(ERROR_TYPES)
     assert error_type(False, False, "length") == "truncated" and error_type(False, True, "length") == "output_spec"
 

@@ -142,7 +142,7 @@ def test_report_and_merge_leave_their_inputs_untouched_and_count_bad_lines(tmp_p
     assert "3 unreadable line(s) of `constrained.jsonl`" in (d / "report.md").read_text()
     assert "skipped 3 unreadable line(s) (line 2, 3, 4)" in capsys.readouterr().err
     row = {r["group"]: r for r in rep["tables"]["overall"]}["all constraints (K=1)"]
-    assert (row["k"], row["n"]) == (2, 4)
+    assert (row["n_success"], row["n"]) == (2, 4)
     merged = merge_runs([d], tmp_path / "merged", report=False)
     assert con.read_text() == damaged
     assert len((merged / "constrained.jsonl").read_text().splitlines()) == 4

@@ -265,7 +265,7 @@ def test_scripted_run_answer_phase(tmp_path):
     assert t["errors"][0]["unfinished_thinking"] == 1
     cons_tokens = sorted(r["thinking_tokens"] for r in by_item.values())
     bins = rep["tables"]["by_thinking_length"]
-    assert sum(b["n"] for b in bins) == 4 and sum(b["k"] for b in bins) == 2
+    assert sum(b["n"] for b in bins) == 4 and sum(b["n_success"] for b in bins) == 2
     assert bins[0]["group"].startswith(f"{cons_tokens[0]}-") and bins[-1]["group"].endswith(f"-{cons_tokens[-1]} "
                                                                                            "thinking tokens")
     longest = max(by_item.values(), key=lambda r: r["thinking_tokens"])

@@ -84,8 +84,8 @@ class SustainConfig:
             ("types", self.types is None or set(self.types) <= set(CONSTRAINT_TYPES),
              f"null or a list drawn from {', '.join(sorted(CONSTRAINT_TYPES))}"),
             ("dtype", self.dtype in DTYPES, f"one of {', '.join(DTYPES)}"),
-            ("backend", self.backend == "local" or self.backend.startswith(("http://", "https://")),
-             "'local' or an http(s):// URL"),
+            ("backend", self.backend in ("local", "scripted") or self.backend.startswith(("http://", "https://")),
+             "'local', an http(s):// URL, or 'scripted' (a backend_client passed to SustainRun)"),
             ("backend_concurrency", self.backend_concurrency >= 1, "at least 1"),
         ]
         for name, ok, what in checks:

@@ -103,7 +103,8 @@ def joint_row(group: str, df: pd.DataFrame) -> dict:
     """
     met = df.dropna(subset=["constraint_met"]) if "constraint_met" in df else df.iloc[0:0]
     ok, m = met["success"].astype(bool), met["constraint_met"].astype(bool)
-    share = [float(np.mean([c["ok"] for c in cs])) for cs in met["constraint_checks"]] if len(met) else []
+    checks = met["constraint_checks"] if "constraint_checks" in met else [[{"ok": bool(x)}] for x in m]
+    share = [float(np.mean([c["ok"] for c in cs])) for cs in checks if cs] if len(met) else []
     return {"group": group, "n": int(len(met)), "correct_met": int((ok & m).sum()),
             "correct_unmet": int((ok & ~m).sum()), "wrong_met": int((~ok & m).sum()),
             "wrong_unmet": int((~ok & ~m).sum()), "accuracy": float(ok.mean()) if len(met) else np.nan,

@@ -84,8 +84,9 @@ class SustainRun:
         self.thinking = thinking_spec(cfg.thinking, cfg.thinking_delimiters)
         self._check_thinking()
         if backend_client is not None and cfg.backend == "local":
-            raise InterpError("backend_client replaces a non-local backend; set cfg.backend to a label such as "
-                              "'scripted'")
+            raise InterpError("backend_client replaces a non-local backend; set cfg.backend to 'scripted'")
+        if cfg.backend == "scripted" and backend_client is None:
+            raise InterpError("backend 'scripted' generates through a backend_client passed to SustainRun (Python only)")
         self.rundir = RunDir(run_dir)
         self.dir = self.rundir.path
         given = task is not None

@@ -270,7 +270,7 @@ class AblationRun:
 
                 spec = thinking_spec(self.run_cfg.thinking, self.run_cfg.thinking_delimiters)
 
-                def providers(batch):
+                def providers(batch, gcfg=gcfg, spec=spec):
                     ps = [InterventionProvider(model.n_layers, model.n_heads),
                           CASCapture(model.n_layers, model.n_heads, gcfg.max_new_tokens)]
                     if self.run_cfg.think_budget is not None:  # the run's budget forcing applies here too
