@@ -200,7 +200,7 @@ class RunDir:
         in `skipped` and warned about (once per change)."""
         scan = scan_records(self.stage_path(name), required)
         if scan.bad_lines and self.skipped.get(name) != scan.bad_lines:
-            self.warn(f"{self.path}: " + scan.problem(f"{name}.jsonl"))
+            self.warn(f"{self.path}: {scan.problem(f'{name}.jsonl')}")
         if scan.bad_lines:
             self.skipped[name] = scan.bad_lines
         else:

@@ -184,8 +184,10 @@ def segment_ids(output_ids: Sequence[int], tokenizer, spec: ThinkingSpec | None,
     seg = segment_text(raw, spec, in_thinking, tokenizer)
     if seg.state == "none":
         return Segments("none", "", raw if output_text is None else output_text, (0, 0), (0, n))
+    assert spec is not None  # a trace was found, so there are delimiters
     opened = in_thinking or raw.find(spec.start) < 0 or 0 <= raw.find(spec.end) < raw.find(spec.start)
     t0 = 0 if opened else _first_end(ids, 0, spec.start, dec)
+    assert t0 is not None  # not opened: the start delimiter is in the decoded output
     e1 = _first_end(ids, t0, spec.end, dec)
     if e1 is None:
         seg.thinking_range, seg.answer_range = (t0, n), (n, n)
