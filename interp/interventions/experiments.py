@@ -36,6 +36,7 @@ from ..attention.cas import CASCapture
 from ..attention.storage import load_cas
 from ..constraints import Constraint
 from ..errors import InterpError
+from ..stats.power import n_two_proportions as n_for_power
 from ..models.generation import GenConfig, generate
 from ..models.thinking import ThinkingBudget, segment_generation, thinking_spec
 from ..prompts import Prompt
@@ -155,18 +156,6 @@ def _masked_mean(grid, cells) -> float:
     if cells is None:
         return float(g.mean())
     return float(np.mean([g[l, h] for l, h in cells]))
-
-
-def n_for_power(p1: float, p0: float, alpha: float = 0.05, power: float = 0.8) -> float:
-    """Items per arm a two-sided two-proportion z-test needs to tell p1 from p0 (inf when they are equal)."""
-    from scipy import stats as sps
-
-    if not (np.isfinite(p1) and np.isfinite(p0)) or p1 == p0:
-        return math.inf
-    za, zb = sps.norm.ppf(1 - alpha / 2), sps.norm.ppf(power)
-    pb = (p1 + p0) / 2
-    num = (za * math.sqrt(2 * pb * (1 - pb)) + zb * math.sqrt(p1 * (1 - p1) + p0 * (1 - p0))) ** 2
-    return math.ceil(num / (p1 - p0) ** 2)
 
 
 class AblationRun:
