@@ -9,10 +9,20 @@ import pandas as pd
 from .style import PALETTE, new_figure, save_figure
 
 
-def _err(df: pd.DataFrame):
-    s = df["score"].to_numpy(float)
-    # groups too small for an interval carry nan bounds: drawn without an error bar
-    return np.nan_to_num(np.vstack([s - df["lo"].to_numpy(float), df["hi"].to_numpy(float) - s]), nan=0.0)
+def _errorbars(ax, pos, df: pd.DataFrame, horizontal: bool = False, **kw) -> None:
+    """CI bars at `pos` for the rows of `df` with an interval; groups too small for one (nan bounds, n < 3) get
+    no bar at all, not a zero-width one that would read as certainty."""
+    pos = np.asarray(pos, dtype=float)
+    s, lo, hi = (df[c].to_numpy(float) for c in ("score", "lo", "hi"))
+    ok = np.isfinite(lo) & np.isfinite(hi)
+    if not ok.any():
+        return
+    err = np.vstack([s[ok] - lo[ok], hi[ok] - s[ok]])
+    kw = {"fmt": "none", "ecolor": "black", **kw}
+    if horizontal:
+        ax.errorbar(s[ok], pos[ok], xerr=err, **kw)
+    else:
+        ax.errorbar(pos[ok], s[ok], yerr=err, **kw)
 
 
 def plot_by_type(by_type: pd.DataFrame, overall: pd.DataFrame, path_stem: str | Path) -> list[Path]:
@@ -24,7 +34,7 @@ def plot_by_type(by_type: pd.DataFrame, overall: pd.DataFrame, path_stem: str | 
     fig, ax = new_figure("column", aspect=0.25 + 0.09 * max(len(rows), 1))
     y = np.arange(len(rows))[::-1]
     ax.barh(y, rows["score"], color=rows["color"], height=0.7)
-    ax.errorbar(rows["score"], y, xerr=_err(rows), fmt="none", ecolor="black", elinewidth=0.7, capsize=1.5)
+    _errorbars(ax, y, rows, horizontal=True, elinewidth=0.7, capsize=1.5)
     ax.set_yticks(y, [f"{g} (n={n})" for g, n in zip(rows["group"], rows["n"])])
     ax.set_xlim(0, 1.05)
     ax.axvline(1.0, color="black", lw=0.5, ls=":")
@@ -42,7 +52,8 @@ def plot_scaling(scaling: pd.DataFrame, path_stem: str | Path) -> list[Path]:
     """SustainScore vs number of constraints K with Wilson CIs."""
     df = scaling[scaling["n"] > 0]
     fig, ax = new_figure("column")
-    ax.errorbar(df["K"], df["score"], yerr=_err(df), marker="o", capsize=2, color=PALETTE[0])
+    ax.plot(df["K"], df["score"], marker="o", color=PALETTE[0])
+    _errorbars(ax, df["K"], df, ecolor=PALETTE[0], capsize=2)
     for k, s, n in zip(df["K"], df["score"], df["n"]):
         ax.annotate(f"n={n}", (k, s), textcoords="offset points", xytext=(4, 4), fontsize=6)
     ax.set_xlabel("constraints per item, K")
@@ -82,7 +93,7 @@ def plot_model_comparison(table: pd.DataFrame, path_stem: str | Path) -> list[Pa
     fig, ax = new_figure("column")
     x = np.arange(len(table))
     ax.bar(x, table["score"], color=[PALETTE[i % len(PALETTE)] for i in range(len(table))], width=0.6)
-    ax.errorbar(x, table["score"], yerr=_err(table), fmt="none", ecolor="black", capsize=2, elinewidth=0.7)
+    _errorbars(ax, x, table, capsize=2, elinewidth=0.7)
     ax.set_xticks(x, [f"{m}\n(n={n})" for m, n in zip(table["model"], table["n"])])
     ax.set_ylabel("SustainScore")
     ax.set_ylim(0, 1.05)
@@ -103,8 +114,7 @@ def plot_by_model_domain(table: pd.DataFrame, path_stem: str | Path) -> list[Pat
         x = np.arange(len(domains)) + (i - (len(models) - 1) / 2) * width
         ok = sub["n"].fillna(0).to_numpy() > 0
         ax.bar(x[ok], sub["score"][ok], width=width * 0.95, color=PALETTE[i % len(PALETTE)], label=m)
-        ax.errorbar(x[ok], sub["score"][ok], yerr=_err(sub[ok]), fmt="none", ecolor="black", capsize=1.5,
-                    elinewidth=0.6)
+        _errorbars(ax, x[ok], sub[ok], capsize=1.5, elinewidth=0.6)
         for xi, n in zip(x[ok], sub["n"][ok]):
             ax.text(xi, 0.02, f"n={int(n)}", ha="center", va="bottom", fontsize=5.5, rotation=90, color="white")
     ax.set_xticks(np.arange(len(domains)), domains)
