@@ -14,6 +14,7 @@ from interp.interventions.sweep import PrefixCache, answer_logp
 from interp.models.generation import GenConfig, forward_teacher_forced, generate
 from interp.models.hooked_attention import AttentionHooks
 from interp.prompts import Part, build_prompt
+from interp.registry import Registry
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -147,7 +148,10 @@ def test_bad_ops_are_one_clear_error():
 
 def test_an_op_is_one_registered_class(model, item, monkeypatch):
     """Adding an op = one class + register_op; duplicate names are refused unless replace=True."""
-    monkeypatch.setattr(spec, "OPS", dict(spec.OPS))
+    ops = Registry("intervention op")
+    for name, op in spec.OPS.items():
+        ops.register(name, op)
+    monkeypatch.setattr(spec, "OPS", ops)
 
     @spec.register_op
     class Halve(spec.InterventionOp):
@@ -156,7 +160,7 @@ def test_an_op_is_one_registered_class(model, item, monkeypatch):
         def mask_bias(self, iv):
             return float(np.log(0.5))
 
-    with pytest.raises(ValueError, match="already registered"):
+    with pytest.raises(InterpError, match="already registered"):
         spec.register_op(type("Other", (spec.InterventionOp,), {"name": "halve_test"}))
     spec.register_op(Halve, replace=True)
     p, out = item

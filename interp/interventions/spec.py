@@ -31,6 +31,7 @@ from ..errors import InterpError
 from ..models.generation import Batch
 from ..models.hooked_attention import AttentionHooks, AttnCall
 from ..prompts import Prompt
+from ..registry import Registry, ref_of
 
 
 class InterventionOp:
@@ -56,11 +57,13 @@ class InterventionOp:
         raise NotImplementedError
 
 
-OPS: dict[str, InterventionOp] = {}
+OPS: Registry[InterventionOp] = Registry("intervention op", group="interp.ops",
+                                         hint="define an InterventionOp subclass with @register_op")
 
 
 def register_op(cls=None, *, replace: bool = False):
-    """Class decorator: registers one instance of an `InterventionOp` subclass under `cls.name`.
+    """Class decorator: registers one instance of an `InterventionOp` subclass under `cls.name` in `OPS`
+    (the registry shared with tasks and constraint types; installed packages add ops via `interp.ops`).
 
     A second op under a taken name is an error unless `replace=True` says it is meant.
     """
@@ -68,19 +71,16 @@ def register_op(cls=None, *, replace: bool = False):
     def deco(c):
         inst = c()
         if not inst.name or inst.edits not in ("mask", "values"):
-            raise ValueError(f"{c.__name__} needs a `name` and `edits` in ('mask', 'values')")
-        if inst.name in OPS and not replace:
-            raise ValueError(f"intervention op {inst.name!r} is already registered; pass replace=True to replace it")
-        OPS[inst.name] = inst
+            raise InterpError(f"{c.__name__} needs a `name` and `edits` in ('mask', 'values')")
+        OPS.register(inst.name, inst, replace=replace, ref=ref_of(c))
         return c
 
     return deco if cls is None else deco(cls)
 
 
 def get_op(name: str) -> InterventionOp:
-    if name not in OPS:
-        raise InterpError(f"unknown intervention op {name!r}; choose from {', '.join(OPS)}")
-    return OPS[name]
+    """The op registered as `name` (entry-point plugins loaded on a miss); `InterpError` when unknown."""
+    return OPS.lookup(name)
 
 
 @register_op
