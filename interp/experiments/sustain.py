@@ -219,6 +219,10 @@ class SustainRun:
 
     def items(self) -> list[Item]:
         items = self.task.items(self.cfg.n_items, self.cfg.offset)
+        if self.cfg.n_items is not None and len(items) < self.cfg.n_items:
+            raise InterpError(f"task {self.cfg.task!r} has only {len(items)} items from offset {self.cfg.offset}, "
+                              f"n_items={self.cfg.n_items} asked; lower n_items (None = all) or, for a generated "
+                              "task, ask for more items through task_kwargs (e.g. {'n': 120})")
         if self.shard:
             i, n = self.shard
             items = [it for it in items if _seed_of("shard", it.id) % n == i]
