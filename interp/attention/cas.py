@@ -11,11 +11,12 @@ Two bookkeeping spans are always captured so normalisations can be computed late
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
 
+from ..errors import InterpError
 from ..models.generation import Batch
 from ..models.hooked_attention import AttentionHooks, AttnCall
 
@@ -45,23 +46,33 @@ class CASCapture:
     max_steps: int
     span_groups: dict[str, list[str]] | None = None
     layers: Sequence[int] | None = None
+    strict: bool = False  # refuse a span group that covers no token of any prompt of the batch
     _out: torch.Tensor | None = field(default=None, repr=False)
     _masks: torch.Tensor | None = field(default=None, repr=False)
     _names: list[str] = field(default_factory=list, repr=False)
 
     def _groups(self, batch: Batch) -> dict[str, list[str]]:
-        if self.span_groups is not None:
-            return dict(self.span_groups)
         names: list[str] = []
         for p in batch.prompts:
             names += [n for n in p.spans if n not in names]
-        return default_span_groups(names)
+        if self.span_groups is None:
+            return default_span_groups(names)
+        cons = [n for n in names if n.startswith("constraint_")]
+        # a part "constraints" (no prompt part of that name) means every constraint_<i> part of the batch
+        return {g: [c for x in parts for c in (cons if x == "constraints" and x not in names else [x])]
+                for g, parts in self.span_groups.items()}
 
     def attach(self, hooks: AttentionHooks, batch: Batch) -> None:
         groups = self._groups(batch)
         self._names = list(groups) + [SINK, PROMPT]
         dev = batch.input_ids.device
         masks = [batch.span_mask(parts, device=dev) for parts in groups.values()]
+        if self.strict:
+            empty = [g for g, m in zip(groups, masks) if not bool(m.any())]
+            if empty:
+                have = sorted({n for p in batch.prompts for n in p.spans})
+                raise InterpError(f"CAS span(s) {empty} cover no token of any prompt (parts: {have}; "
+                                  "'constraints' is the union of the parts named constraint_<i>)")
         sink = torch.zeros(batch.size, batch.prompt_len, device=dev)
         prompt = torch.zeros_like(sink)
         for b, p in enumerate(batch.prompts):
@@ -93,12 +104,46 @@ class CASCapture:
         return None
 
     def collect(self, batch: Batch, n_tokens: list[int]) -> list[dict]:
+        if max(n_tokens, default=0) > self.max_steps:
+            raise InterpError(f"CASCapture(max_steps={self.max_steps}) saw a {max(n_tokens)}-token generation: the "
+                              "later steps were not captured; use max_steps >= max_new_tokens, or interp.CAS(), "
+                              "which reads it from the generation config")
         out = self._out.cpu().numpy()
         lens = self._masks.sum(-1).cpu().numpy()
         res = [{"cas": out[b, :n].copy(), "cas_spans": list(self._names), "cas_span_len": lens[b].tolist()}
                for b, n in enumerate(n_tokens)]
         self._out = self._masks = None
         return res
+
+
+@dataclass(frozen=True)
+class CAS:
+    """What to capture, as a value (pass it as ``interp.generate(..., capture=[interp.CAS()])``).
+
+    `spans`: None = every prompt part plus ``constraints`` (the union of ``constraint_<i>`` parts); a list of
+    part names (or ``"constraints"``); or a mapping group name -> part names (unioned). An explicitly named span
+    that covers no token is an error. `layers`: None = all. Shapes come from the model and the generation
+    config, so nothing is built by the caller; ``g.cas`` is the labelled result.
+    """
+
+    spans: Sequence[str] | Mapping[str, Sequence[str]] | None = None
+    layers: Sequence[int] | None = None
+
+    def groups(self) -> dict[str, list[str]] | None:
+        if self.spans is None:
+            return None
+        if isinstance(self.spans, str):
+            raise InterpError(f"CAS(spans=...) takes a list of part names, not the string {self.spans!r}")
+        if isinstance(self.spans, Mapping):
+            return {g: [p] if isinstance(p, str) else list(p) for g, p in self.spans.items()}
+        return {n: [n] for n in self.spans}
+
+    def provider(self, model, max_steps: int) -> CASCapture:
+        """The hook provider for one batch of `model` producing at most `max_steps` tokens per row."""
+        if self.layers is not None and any(not 0 <= int(l) < model.n_layers for l in self.layers):
+            raise InterpError(f"CAS layers {list(self.layers)} outside the model's 0-{model.n_layers - 1}")
+        return CASCapture(model.n_layers, model.n_heads, max(1, max_steps), self.groups(), self.layers,
+                          strict=self.spans is not None)
 
 
 def normalise(cas: np.ndarray, spans: Sequence[str], span: str, how: str = "raw",

@@ -28,6 +28,18 @@ def save_cas(run_dir: str | os.PathLike, key: str, cas: np.ndarray, spans: Seque
     return rel
 
 
+def cas_dataarray(cas: np.ndarray, spans: Sequence[str], span_len: Sequence[float] | None = None):
+    """One generation's CAS ``[steps, layers, spans, heads]`` as an `xarray.DataArray` with named dims
+    (``step``, ``layer``, ``span``, ``head``) and span names as coordinates: ``g.cas.sel(span="constraints")``."""
+    import xarray as xr
+
+    T, L, S, H = cas.shape
+    attrs = {} if span_len is None else {"span_len": {n: float(x) for n, x in zip(spans, span_len)}}
+    return xr.DataArray(np.asarray(cas), dims=("step", "layer", "span", "head"),
+                        coords={"step": np.arange(T), "layer": np.arange(L), "span": list(spans), "head": np.arange(H)},
+                        name="cas", attrs=attrs)
+
+
 def read_cas(run_dir: str | os.PathLike, rel: str) -> tuple[np.ndarray, list[str], np.ndarray]:
     with np.load(Path(run_dir) / rel) as z:
         return z["cas"].astype(np.float32), [str(s) for s in z["spans"]], z["span_len"]
@@ -46,6 +58,15 @@ class LabelledCAS:
     def per_generation_mean(self) -> np.ndarray:
         """[item, layer, head]: mean over the steps of each generation."""
         return np.nanmean(self.values, axis=1)
+
+    def to_xarray(self):
+        """The array as an `xarray.DataArray` with dims (key, step, layer, head), record keys as coordinates."""
+        import xarray as xr
+
+        I, T, L, H = self.values.shape
+        return xr.DataArray(self.values, dims=("key", "step", "layer", "head"),
+                            coords={"key": list(self.keys), "step": np.arange(T), "layer": np.arange(L),
+                                    "head": np.arange(H)}, name=f"cas:{self.span}")
 
     def to_pandas(self):
         """Long format: one row per (key, step, layer, head)."""

@@ -292,6 +292,16 @@ class InterventionProvider:
             for s, iv in enumerate(r):
                 op = get_op(iv.op)
                 pos = [batch.pad[b] + p for p in target_positions(batch.prompts[b], iv)]
+                if not pos:
+                    raise InterpError(
+                        f"intervention {iv.label or iv.op!r} targets {list(iv.target)}, which covers no token of "
+                        f"prompt {b} of the batch (its parts: {sorted(batch.prompts[b].spans)}); 'constraints' "
+                        "is the union of the parts named constraint_<i>, 'random:<part>' needs that part")
+                bad = [(l, h) for l, h in (iv.heads or ()) if not (0 <= l < L and 0 <= h < H)]
+                bad += [(l, None) for l in (iv.layers or ()) if not 0 <= l < L]
+                if bad:
+                    raise InterpError(f"intervention {iv.label or iv.op!r} names (layer, head) {bad} outside the "
+                                      f"model's {L} layers x {H} heads")
                 keys[s, b, pos] = 1.0
                 cells[s, b] = iv.head_mask(L, H)
                 lo[s, b], hi[s, b] = iv.steps[0], _NO_END if iv.steps[1] is None else iv.steps[1]

@@ -1,18 +1,21 @@
 """Batched, KV-cached generation with hook providers that observe/edit attention at every step.
 
 A lean decoding loop over the transformers model (left padding, greedy or seeded sampling, stop
-strings, EOS, progress bar). Hook providers (CAS capture, interventions) attach to an
-`AttentionHooks` set per batch; the same hooks run in a teacher-forced pass (`forward_teacher_forced`).
+strings, EOS, progress bar). What to record and what to change are values: ``capture=[CAS()]`` and
+``interventions=[Intervention(...)]`` (one list for every prompt, or one list per prompt); `generate` builds
+their per-batch hook providers with the model's shapes. The same hooks run in a teacher-forced pass
+(`forward_teacher_forced`, `interp.trace`).
 """
 from __future__ import annotations
 
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Protocol, Sequence
+from typing import Any, Protocol, Sequence
 
 import torch
 
+from ..errors import InterpError
 from ..prompts import Prompt
 from .hooked_attention import AttentionHooks
 
@@ -81,15 +84,40 @@ class HookProvider(Protocol):
     # appended (budget forcing, interp.models.thinking.ThinkingBudget); the forced token is fed back as usual.
 
 
+class CaptureSpec(Protocol):
+    """A stateless description of something to record (e.g. `interp.CAS`): builds a batch's hook provider."""
+
+    def provider(self, model, max_steps: int) -> HookProvider: ...
+
+
 @dataclass
 class Generation:
-    """One generated output with everything needed to reproduce and analyse it."""
+    """One generated output with everything needed to reproduce and analyse it.
+
+    `extras` holds what the hook providers returned; `cas` and `interventions` are its typed views.
+    """
 
     prompt: Prompt
     output_text: str
     output_ids: list[int]
     finish_reason: str  # "eos" | "stop" | "length"
     extras: dict = field(default_factory=dict)
+
+    @property
+    def cas(self):
+        """CAS as an `xarray.DataArray` with dims (step, layer, span, head); needs ``capture=[interp.CAS()]``."""
+        if "cas" not in self.extras:
+            raise InterpError("this generation has no CAS: pass capture=[interp.CAS()] to interp.generate")
+        from ..attention.storage import cas_dataarray
+
+        return cas_dataarray(self.extras["cas"], self.extras["cas_spans"], self.extras.get("cas_span_len"))
+
+    @property
+    def interventions(self) -> list:
+        """The interventions this row ran (as `interp.Intervention` values, in the order they composed)."""
+        from ..interventions.spec import Intervention
+
+        return [Intervention.from_dict(d) for d in self.extras.get("interventions", [])]
 
 
 def auto_batch_size(model, prompt_len: int, max_new_tokens: int, default: int = 8, budget: float = 0.5) -> int:
@@ -198,6 +226,7 @@ def generate_batch(model, tokenizer, batch: Batch, cfg: GenConfig,
     hooks = AttentionHooks()
     for p in providers:
         p.attach(hooks, batch)
+    hooks.check_layers(int(model.config.num_hidden_layers))
     forcers = [p for p in providers if hasattr(p, "force")]  # token forcers, e.g. a thinking budget
     gens = None
     if not cfg.greedy:
@@ -265,12 +294,19 @@ def generate_batch(model, tokenizer, batch: Batch, cfg: GenConfig,
 
 
 @torch.no_grad()
-def forward_teacher_forced(model, tokenizer, prompts: Sequence[Prompt], outputs: Sequence[Sequence[int]],
+def forward_teacher_forced(model, tokenizer, prompts: Sequence[Prompt], outputs: Sequence[Sequence[int]] | None = None,
                            providers: Sequence[HookProvider] = (), grad: bool = False):
     """One forward pass over prompt + stored output tokens (right-aligned batch) with the providers' hooks.
 
-    Row b's query at prompt_len-1+t produces output token t, exactly as in generation. Returns logits.
+    Row b's query at prompt_len-1+t produces output token t, exactly as in generation. Returns
+    (logits, batch, extras). Call it as ``(loaded_model, prompts, outputs, providers)`` or, as before,
+    ``(hf_model, tokenizer, prompts, outputs, providers)``.
     """
+    if hasattr(model, "hf") and hasattr(model, "tokenizer"):  # (LoadedModel, prompts, outputs, providers)
+        model, tokenizer, prompts, outputs, providers = (
+            model.hf, model.tokenizer, tokenizer, prompts, providers if outputs is None else outputs)
+    if outputs is None:
+        raise InterpError("forward_teacher_forced needs the output token ids of every prompt")
     device = next(model.parameters()).device
     full = [list(p.input_ids) + list(o) for p, o in zip(prompts, outputs)]
     L = max(len(f) for f in full)
@@ -292,6 +328,7 @@ def forward_teacher_forced(model, tokenizer, prompts: Sequence[Prompt], outputs:
     hooks = AttentionHooks()
     for p in providers:
         p.attach(hooks, batch)
+    hooks.check_layers(int(model.config.num_hidden_layers))
     hooks.query_steps = steps.to(device)
     hooks.seq_len = L
     pos = (mask.cumsum(-1) - 1).clamp(min=0).to(device)
@@ -306,17 +343,49 @@ def forward_teacher_forced(model, tokenizer, prompts: Sequence[Prompt], outputs:
     return logits, batch, extras
 
 
-def generate(model, prompts: Sequence[Prompt], cfg: GenConfig | None = None,
+def _per_prompt_interventions(interventions, n: int) -> list[list]:
+    """`interventions` as one list per prompt: a flat list applies to every prompt, a list of lists is per prompt."""
+    from ..interventions.spec import Intervention
+
+    ivs = list(interventions)
+    if all(isinstance(x, (Intervention, dict)) for x in ivs):
+        return [list(ivs) for _ in range(n)]
+    if len(ivs) != n or not all(isinstance(x, (list, tuple)) for x in ivs):
+        raise InterpError(f"interventions: give one list for all prompts or one list per prompt ({n} lists), "
+                          f"got {type(ivs[0]).__name__} items" if ivs else "interventions: empty")
+    return [list(x) for x in ivs]
+
+
+def generate(model, prompts: Sequence[Prompt | str], cfg: GenConfig | None = None,
              providers_for_batch=None, progress: bool = True, row_keys: Sequence[str] | None = None,
-             row_extras: Sequence[dict] | None = None) -> list[Generation]:
+             row_extras: Sequence[dict] | None = None, *, capture: Sequence[CaptureSpec] = (),
+             interventions: Sequence[Any] | None = None, **gen_kwargs) -> list[Generation]:
     """Generate for many prompts in batches of `cfg.batch_size` (prompts of similar length together).
 
-    `model` is a LoadedModel. `providers_for_batch(batch) -> list[HookProvider]` builds the hook
-    providers of each batch (CAS capture, interventions). Results come back in input order.
+    `model` is a LoadedModel; prompts are `Prompt`s (`build_prompt`) or plain strings (a one-part chat prompt).
+    `capture`: what to record (e.g. ``[interp.CAS()]``); `interventions`: `Intervention`s for every prompt, or
+    one list per prompt; `gen_kwargs`: `GenConfig` fields (``max_new_tokens=32``). Results come back in input
+    order as `Generation`s (``g.cas``, ``g.interventions``). Lower level: `providers_for_batch(batch) ->
+    list[HookProvider]` and per-row `row_extras` (``{"interventions": [...]}``) for custom providers.
     """
     from tqdm.auto import tqdm
 
+    if gen_kwargs:
+        bad = set(gen_kwargs) - set(GenConfig.__dataclass_fields__)
+        if bad:
+            raise InterpError(f"generate() got unknown settings {sorted(bad)}; GenConfig has "
+                              f"{sorted(GenConfig.__dataclass_fields__)}")
+        cfg = GenConfig(**{**asdict(cfg or GenConfig()), **gen_kwargs})
     cfg = cfg or GenConfig()
+    prompts = [_as_prompt(model, p) for p in prompts]
+    if not prompts:
+        return []
+    if interventions is not None:
+        if row_extras is not None and any("interventions" in e for e in row_extras):
+            raise InterpError("give interventions either as interventions= or in row_extras, not both")
+        per = _per_prompt_interventions(interventions, len(prompts))
+        row_extras = [{**(row_extras[i] if row_extras else {}), "interventions": per[i]} for i in range(len(prompts))]
+    wants_iv = bool(row_extras) and any(e.get("interventions") for e in row_extras)  # type: ignore[union-attr]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i].input_ids))
     results: list[Generation | None] = [None] * len(prompts)
     bar = tqdm(total=len(prompts), desc="generate", disable=not progress, leave=False)
@@ -327,9 +396,34 @@ def generate(model, prompts: Sequence[Prompt], cfg: GenConfig | None = None,
         batch = make_batch(model.tokenizer, [prompts[i] for i in idx], model.device)
         batch.row_keys = [row_keys[i] for i in idx] if row_keys else []
         batch.extras = [row_extras[i] for i in idx] if row_extras else [{} for _ in idx]
-        providers = providers_for_batch(batch) if providers_for_batch else []
+        providers = list(providers_for_batch(batch)) if providers_for_batch else []
+        providers += [spec.provider(model, cfg.max_new_tokens) for spec in capture]
+        if wants_iv and not any(_reads_interventions(p) for p in providers):
+            from ..interventions.spec import InterventionProvider
+
+            if providers_for_batch is not None and interventions is None:
+                raise InterpError("row_extras carry interventions but no provider of this batch applies them; "
+                                  "pass interventions=[...] (or add an InterventionProvider)")
+            providers.insert(0, InterventionProvider(model.n_layers, model.n_heads))
         for i, g in zip(idx, generate_batch(model.hf, model.tokenizer, batch, cfg, providers)):
             results[i] = g
         bar.update(len(idx))
     bar.close()
     return results  # type: ignore[return-value]
+
+
+def _reads_interventions(provider) -> bool:
+    from ..interventions.spec import InterventionProvider
+
+    return isinstance(provider, InterventionProvider) or getattr(provider, "reads_interventions", False)
+
+
+def _as_prompt(model, p: Prompt | str) -> Prompt:
+    """A plain string becomes a one-part ("task") chat prompt of the model's template."""
+    if isinstance(p, Prompt):
+        return p
+    if isinstance(p, str):
+        from ..prompts import Part, build_prompt
+
+        return build_prompt(model.tokenizer, [Part("task", p)])
+    raise InterpError(f"prompts must be interp.Prompt (build_prompt) or str, got {type(p).__name__}")

@@ -14,6 +14,10 @@ Each hook gets ``(tensor, call: AttnCall)``; returning a tensor replaces it. ``c
 tells for every row which generated token it produces (-1: a prompt row that produces none), so
 hooks see every decoding step of the same KV-cached generation, and a teacher-forced pass alike.
 Score/v/pattern hooks see only the rows that produce generated tokens unless ``hooks.all_rows``.
+Hooks also fire on any other forward of the model inside the block (``m.hf(**inputs)``, HF ``generate``):
+there every query row is hooked and every row's step is -1, keys start at position 0 (``hooks.seq_len`` unset).
+A `with` block inside another adds the outer block's hooks (an outer ``m.hooks(...)`` keeps firing inside
+``interp.generate``).
 
 Keys of a call are the absolute (left-padded) positions ``[call.key_offset, call.key_offset + kv_len)``:
 a sliding-window cache layer keeps only the last window of keys, so consumers map their per-position
@@ -84,6 +88,7 @@ class AttentionHooks:
         self.step: int | None = None
         self.seq_len: int | None = None
         self._token = None
+        self._outer: AttentionHooks | None = None  # the block this one was entered inside (its hooks fire too)
 
     def add(self, name: str, fn: HookFn) -> "AttentionHooks":
         m = _NAME.match(name)
@@ -94,18 +99,35 @@ class AttentionHooks:
         return self
 
     def fns(self, layer: int, kind: str) -> list[HookFn]:
-        return self._fns.get(layer, {}).get(kind, []) + self._fns.get("*", {}).get(kind, [])
+        own = self._fns.get(layer, {}).get(kind, []) + self._fns.get("*", {}).get(kind, [])
+        return own + self._outer.fns(layer, kind) if self._outer is not None else own
 
     def has_layer(self, layer: int) -> bool:
-        return layer in self._fns or "*" in self._fns
+        return layer in self._fns or "*" in self._fns or (self._outer is not None and self._outer.has_layer(layer))
+
+    @property
+    def names(self) -> list[str]:
+        """The hook point names that have at least one function."""
+        return [f"blocks.{l}.attn.{k}" for l, kinds in self._fns.items() for k, fns in kinds.items() if fns]
+
+    def check_layers(self, n_layers: int) -> None:
+        """Refuse hook points on layers the model does not have (they would never fire)."""
+        bad = sorted(l for l in self._fns if l != "*" and not 0 <= int(l) < n_layers)
+        if bad:
+            from ..errors import InterpError
+
+            raise InterpError(f"hook points on layers {bad} of a model with {n_layers} layers (0-{n_layers - 1}) "
+                              "would never fire")
 
     def __enter__(self):
+        outer = _ACTIVE.get()
+        self._outer = outer if outer is not self else None
         self._token = _ACTIVE.set(self)
         return self
 
     def __exit__(self, *exc):
         _ACTIVE.reset(self._token)
-        self._token = None
+        self._token = self._outer = None
         return False
 
 
@@ -190,14 +212,15 @@ def hooked_attention_forward(module, query, key, value, attention_mask, scaling=
     q_len, kv_len = query.shape[2], key.shape[2]
     mask = _additive_mask(attention_mask, query, kv_len)
     family_eager = softcap is not None or s_aux is not None
-    if hooks is None or hooks.query_steps is None or not hooks.has_layer(layer):
+    if hooks is None or not hooks.has_layer(layer):
         if family_eager:
             out = _eager(query, key, value, mask, scaling, softcap, s_aux, dropout, None,
                          AttnCall(layer, query.new_zeros(0, dtype=torch.long), kv_len, hooks))
         else:
             out = _sdpa(query, key, value, mask, scaling, dropout)
         return out.transpose(1, 2).contiguous(), None
-    steps = hooks.query_steps
+    plain = hooks.query_steps is None  # a forward outside interp's loops: every row hooked, none generated
+    steps = query.new_full((query.shape[0], q_len), -1, dtype=torch.long) if plain else hooks.query_steps
     seq_len = hooks.seq_len if hooks.seq_len is not None else kv_len
     offset = max(0, seq_len - kv_len)
     step = hooks.step if q_len == 1 else None
@@ -211,7 +234,7 @@ def hooked_attention_forward(module, query, key, value, attention_mask, scaling=
     eager_hooks = any(hooks.fns(layer, k) for k in _EAGER_KINDS)
     if not eager_hooks and not family_eager:
         return _sdpa(query, key, value, mask, scaling, dropout).transpose(1, 2).contiguous(), None
-    if hooks.all_rows or q_len == 1 or family_eager:
+    if plain or hooks.all_rows or q_len == 1 or family_eager:
         rows, out = None, None
     else:
         rows = (steps >= 0).any(0).nonzero().squeeze(-1)

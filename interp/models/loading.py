@@ -81,6 +81,13 @@ class LoadedModel:
             self._bridge = TransformerBridge.boot_transformers(name, hf_model=twin, tokenizer=self.tokenizer)
         return self._bridge
 
+    def hooks(self, fwd_hooks=()):
+        """``with m.hooks([(name, fn), ...]):`` hook points that fire on any forward of this model (see
+        `interp.models.tracing.hooks`); names are checked against the model."""
+        from .tracing import hooks
+
+        return hooks(self, fwd_hooks)
+
     def info(self) -> dict:
         return {"model_id": self.model_id, "source": self.source, "revision": self.revision,
                 "n_layers": self.n_layers, "n_heads": self.n_heads, "n_kv_heads": self.n_kv_heads,
