@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # what IDEs and type checkers see; at run time each name is imported on first use (_API)
     from interp.attention import CASCapture, teacher_forced_cas
+    from interp.attention.cas import CAS
     from interp.attention.analysis import cas_report
     from interp.attention.storage import load_cas
     from interp.constraints import (
@@ -26,7 +27,8 @@ if TYPE_CHECKING:  # what IDEs and type checkers see; at run time each name is i
     from interp.interventions import Intervention, InterventionProvider
     from interp.interventions.experiments import AblationConfig, run_ablation
     from interp.models import load_model, LoadedModel
-    from interp.models.generation import forward_teacher_forced, GenConfig, generate
+    from interp.models.generation import forward_teacher_forced, GenConfig, generate, Generation
+    from interp.models.tracing import Cache, hook_names, hooks, run_with_cache, run_with_hooks, trace, TraceResult
     from interp.models.hooked_attention import AttentionHooks
     from interp.prompts import build_prompt, Part, Prompt
     from interp.registry import Registry
@@ -39,7 +41,10 @@ __version__ = "0.1.0"
 _API = {
     "load_model": "interp.models", "LoadedModel": "interp.models",
     "GenConfig": "interp.models.generation", "generate": "interp.models.generation",
-    "forward_teacher_forced": "interp.models.generation",
+    "forward_teacher_forced": "interp.models.generation", "Generation": "interp.models.generation",
+    "CAS": "interp.attention.cas", "hooks": "interp.models.tracing", "hook_names": "interp.models.tracing",
+    "run_with_hooks": "interp.models.tracing", "run_with_cache": "interp.models.tracing",
+    "trace": "interp.models.tracing", "Cache": "interp.models.tracing", "TraceResult": "interp.models.tracing",
     "AttentionHooks": "interp.models.hooked_attention",
     "Part": "interp.prompts", "Prompt": "interp.prompts", "build_prompt": "interp.prompts",
     "ResultStore": "interp.store", "load_records": "interp.store",
@@ -59,12 +64,13 @@ _API = {
     "Registry": "interp.registry",
 }
 
-__all__ = ["AblationConfig", "AttentionHooks", "build_prompt", "cas_report", "CASCapture", "Constraint",
-    "ConstraintType", "extract_constraints", "forward_teacher_forced", "GenConfig", "generate", "get_task",
+__all__ = ["AblationConfig", "AttentionHooks", "build_prompt", "Cache", "CAS", "cas_report", "CASCapture", "Constraint",
+    "ConstraintType", "extract_constraints", "forward_teacher_forced", "GenConfig", "generate", "Generation", "get_task", "hook_names",
+    "hooks",
     "insert_constraints", "Intervention", "InterventionProvider", "Item", "load_cas", "load_model", "load_records",
     "load_run", "LoadedModel", "merge_runs", "Part", "Prompt", "register_constraint", "register_task", "Registry",
-    "ResultStore", "RunDir", "run_ablation", "run_comparison", "run_sustain", "Score", "SustainConfig", "SustainRun", "Task",
-    "teacher_forced_cas", "write_report"]  # = the names of _API (a test keeps them equal)
+    "ResultStore", "RunDir", "run_ablation", "run_comparison", "run_sustain", "run_with_cache", "run_with_hooks", "Score", "SustainConfig", "SustainRun", "Task",
+    "teacher_forced_cas", "trace", "TraceResult", "write_report"]  # = the names of _API (a test keeps them equal)
 
 
 def __getattr__(name):
