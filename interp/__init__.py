@@ -31,6 +31,8 @@ if TYPE_CHECKING:  # what IDEs and type checkers see; at run time each name is i
     from interp.models.tracing import Cache, hook_names, hooks, run_with_cache, run_with_hooks, trace, TraceResult
     from interp.models.hooked_attention import AttentionHooks
     from interp.prompts import build_prompt, Part, Prompt
+    from interp.records import (AblationRecord, BaselineRecord, ConstrainedRecord, ConstraintsRecord, Record,
+                                SCHEMA_VERSION, SweepRecord)
     from interp.registry import Registry
     from interp.rundir import RunDir
     from interp.store import load_records, ResultStore
@@ -62,14 +64,16 @@ _API = {
     "Intervention": "interp.interventions", "InterventionProvider": "interp.interventions",
     "AblationConfig": "interp.interventions.experiments", "run_ablation": "interp.interventions.experiments",
     "Registry": "interp.registry",
+    **{n: "interp.records" for n in ("Record", "BaselineRecord", "ConstraintsRecord", "ConstrainedRecord",
+                                     "AblationRecord", "SweepRecord", "SCHEMA_VERSION")},
 }
 
-__all__ = ["AblationConfig", "AttentionHooks", "build_prompt", "Cache", "CAS", "cas_report", "CASCapture", "Constraint",
+__all__ = ["AblationConfig", "AblationRecord", "BaselineRecord", "ConstrainedRecord", "ConstraintsRecord", "AttentionHooks", "build_prompt", "Cache", "CAS", "cas_report", "CASCapture", "Constraint",
     "ConstraintType", "extract_constraints", "forward_teacher_forced", "GenConfig", "generate", "Generation", "get_task", "hook_names",
     "hooks",
     "insert_constraints", "Intervention", "InterventionProvider", "Item", "load_cas", "load_model", "load_records",
     "load_run", "LoadedModel", "merge_runs", "Part", "Prompt", "register_constraint", "register_task", "Registry",
-    "ResultStore", "RunDir", "run_ablation", "run_comparison", "run_sustain", "run_with_cache", "run_with_hooks", "Score", "SustainConfig", "SustainRun", "Task",
+    "Record", "ResultStore", "RunDir", "SCHEMA_VERSION", "SweepRecord", "run_ablation", "run_comparison", "run_sustain", "run_with_cache", "run_with_hooks", "Score", "SustainConfig", "SustainRun", "Task",
     "teacher_forced_cas", "trace", "TraceResult", "write_report"]  # = the names of _API (a test keeps them equal)
 
 

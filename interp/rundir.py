@@ -192,8 +192,18 @@ class RunDir:
         """The writable store of a stage (or of `ablations`, ...); appends require the lock."""
         self._require_lock()
         if name not in self._stores:
-            self._stores[name] = ResultStore(self.stage_path(name), guard=self._require_lock)
+            from .records import RECORD_TYPES
+
+            self._stores[name] = ResultStore(self.stage_path(name), guard=self._require_lock,
+                                             schema=RECORD_TYPES.get(name))
         return self._stores[name]
+
+    def typed(self, name: str) -> list:
+        """A stage's records as `interp.records` dataclasses (`ConstrainedRecord`, ...); read-only."""
+        from .records import record_type
+
+        cls = record_type(name)
+        return [cls.from_dict(r) for r in self.records(name)]
 
     def scan(self, name: str, required: Sequence[str] = ("key",)) -> Scan:
         """Read a stage without modifying it; lines that are not records with the `required` fields are counted

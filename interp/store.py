@@ -26,12 +26,15 @@ class ResultStore:
 
     Opening it is a write (a crash's partial last line is cut off). `guard`, if given, is called before
     every append and raises when the caller may not write (a run directory whose lock it does not hold).
+    `schema`, if given (an `interp.records` class), checks every appended record and stamps its
+    ``schema_version``.
     """
 
-    def __init__(self, path: str | os.PathLike, guard: Callable[[], None] | None = None):
+    def __init__(self, path: str | os.PathLike, guard: Callable[[], None] | None = None, schema: Any = None):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._guard = guard
+        self._schema = schema
         self._keys: set[str] = set()
         self._repair()
         for rec in self._read():
@@ -67,6 +70,8 @@ class ResultStore:
             return False
         if self._guard is not None:
             self._guard()
+        if self._schema is not None:
+            record = self._schema.from_dict(record).to_dict()
         line = json.dumps(record, default=_json_default, ensure_ascii=False) + "\n"
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(line)

@@ -4,6 +4,8 @@ import json
 import numpy as np
 import pytest
 
+from interp.records import SCHEMA_VERSION
+from interp.rundir import RunDir
 from interp.attention.storage import save_cas
 from interp.constraints import Constraint, insert_constraints
 from interp.errors import InterpError
@@ -77,6 +79,8 @@ def test_run_ablation_all_stages_report_and_resume(tmp_path, model):
     assert np.isfinite(res["sweep"]["attribution_rho_pooled"])
     report = json.loads((tmp_path / "ablation_report.json").read_text())
     assert report["n_records"] == len(recs) and len(report["top_k_heads"]) == 2
+    for stage in ("ablations", "ablation_sweep"):  # typed records name every field the writers write
+        assert all(not r.extra and r.schema_version == SCHEMA_VERSION for r in RunDir(tmp_path).typed(stage))
 
     n_lines = [len((tmp_path / f).read_text().splitlines()) for f in ("ablations.jsonl", "ablation_sweep.jsonl")]
     again = AblationRun(tmp_path, CFG, model=None, log=lambda s: None)

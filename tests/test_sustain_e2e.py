@@ -11,6 +11,8 @@ import pytest
 from interp.errors import InterpError
 from interp.experiments import SustainConfig, SustainRun
 from interp.experiments.merge import merge_runs
+from interp.records import SCHEMA_VERSION
+from interp.rundir import RunDir
 from interp.store import ResultStore
 
 TINY = dict(task="smoke_arith", n_items=5, max_new_tokens=40, k_values=[2], controls=["neutral", "rerun"],
@@ -45,6 +47,11 @@ def test_every_stage_and_report_recount(reference):
         assert r["error_type"] in ("none", "reasoning", "output_spec", "truncated")
         assert (r["error_type"] == "none") == r["success"]
         assert (d / r["cas_file"]).is_file()
+    rd = RunDir(d)
+    for stage in ("baseline", "constraints", "constrained"):  # the typed schema names every field writers write
+        typed = rd.typed(stage)
+        assert len(typed) == len(recs[stage]) and all(r.schema_version == SCHEMA_VERSION and not r.extra
+                                                      for r in typed), stage
     assert (d / "report.md").read_text().count("SustainScore") >= 1
     assert all((d / p).is_file() for ps in report["figures"].values() for p in ps)
 
