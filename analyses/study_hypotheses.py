@@ -337,7 +337,7 @@ def run(ctx: Context) -> None:
             ctx.log(f"hand-check sample written to {sample_path}: label hand_ok and save it as {HANDCHECK}")
     judge = judge_agreement(HANDCHECK)
     n_by = pd.DataFrame(data["constrained"]).groupby(["family", "condition_kind"]).size()
-    notes = [f"baseline items per family: " + ", ".join(
+    notes = ["baseline items per family: " + ", ".join(
         f"{t}: {sum(r['family'] == t for r in data['baseline'])} ({sum(r['family'] == t and r['success'] for r in data['baseline'])} solved)"
         for t in data["dirs"]),
              "constrained generations per family and kind: " + ", ".join(f"{a}/{b}: {v}" for (a, b), v in n_by.items()),

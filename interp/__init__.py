@@ -3,8 +3,12 @@
 Notebook entry points (imported lazily so `import interp` stays fast):
 
     m = interp.load_model()                                  # embedded SmolLM2-135M-Instruct
+    g, = interp.generate(m, ["What is 2+3?"], max_new_tokens=16, capture=[interp.CAS()],
+                         interventions=[interp.Intervention(op="scale", alpha=0.1, target="task")])
+    g.cas                                                    # xarray (step, layer, span, head)
+    with m.hooks([("blocks.*.attn.hook_pattern", fn)]): m.hf(**inputs)   # hooks on any forward
     run = interp.SustainRun(interp.SustainConfig(task="smoke_arith", n_items=16), "runs/demo"); run.run()
-    interp.load_records("runs/demo/constrained.jsonl")       # pandas DataFrame
+    interp.RunDir("runs/demo").typed("constrained")          # typed records; interp.load_records -> pandas
     interp.cas_report("runs/demo")                           # failed vs successful CAS
     interp.run_ablation("runs/demo", interp.AblationConfig())
 
@@ -68,13 +72,15 @@ _API = {
                                      "AblationRecord", "SweepRecord", "SCHEMA_VERSION")},
 }
 
-__all__ = ["AblationConfig", "AblationRecord", "BaselineRecord", "ConstrainedRecord", "ConstraintsRecord", "AttentionHooks", "build_prompt", "Cache", "CAS", "cas_report", "CASCapture", "Constraint",
-    "ConstraintType", "extract_constraints", "forward_teacher_forced", "GenConfig", "generate", "Generation", "get_task", "hook_names",
-    "hooks",
-    "insert_constraints", "Intervention", "InterventionProvider", "Item", "load_cas", "load_model", "load_records",
-    "load_run", "LoadedModel", "merge_runs", "Part", "Prompt", "register_constraint", "register_task", "Registry",
-    "Record", "ResultStore", "RunDir", "SCHEMA_VERSION", "SweepRecord", "run_ablation", "run_comparison", "run_sustain", "run_with_cache", "run_with_hooks", "Score", "SustainConfig", "SustainRun", "Task",
-    "teacher_forced_cas", "trace", "TraceResult", "write_report"]  # = the names of _API (a test keeps them equal)
+__all__ = ["AblationConfig", "AblationRecord", "AttentionHooks", "BaselineRecord", "build_prompt", "Cache",
+    "CAS", "cas_report", "CASCapture", "ConstrainedRecord", "Constraint", "ConstraintsRecord",
+    "ConstraintType", "extract_constraints", "forward_teacher_forced", "GenConfig", "generate", "Generation",
+    "get_task", "hook_names", "hooks", "insert_constraints", "Intervention", "InterventionProvider", "Item",
+    "load_cas", "load_model", "load_records", "load_run", "LoadedModel", "merge_runs", "Part", "Prompt",
+    "Record", "register_constraint", "register_task", "Registry", "ResultStore", "run_ablation",
+    "run_comparison", "run_sustain", "run_with_cache", "run_with_hooks", "RunDir", "SCHEMA_VERSION", "Score",
+    "SustainConfig", "SustainRun", "SweepRecord", "Task", "teacher_forced_cas", "trace", "TraceResult",
+    "write_report"]  # = the names of _API (a test keeps them equal)
 
 
 def __getattr__(name):

@@ -173,7 +173,7 @@ def test_silent_no_ops_are_errors(llama):
     with pytest.raises(InterpError, match="unknown settings"):
         generate(llama, prompts, max_new_token=2, progress=False)
     with pytest.raises(InterpError, match="no CAS"):
-        generate(llama, prompts[:1], max_new_tokens=1, progress=False)[0].cas
+        _ = generate(llama, prompts[:1], max_new_tokens=1, progress=False)[0].cas
     assert len(hook_names(llama)) == 2 * 4
 
 

@@ -41,3 +41,18 @@ def test_gallery_figures_come_from_the_documented_command():
         assert (root / "figures" / f.replace(".png", ".pdf")).is_file(), f
         assert f in manifest["files"], f
         assert manifest["files"][f]["config"] == manifest["config"]
+
+
+def test_readme_python_api_block_runs(model, monkeypatch):
+    """The README's direct-call examples (up to the whole-experiment part) run as written on the embedded model."""
+    import interp
+
+    block = README.split("## Python API (notebooks)", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    direct = block.split("# whole experiments", 1)[0]
+    assert "interp.generate(" in direct and "m.hooks(" in direct and "interp.run_with_cache(" in direct
+    monkeypatch.setattr(interp, "load_model", lambda *a, **k: model)
+    ns: dict = {}
+    exec(compile(direct, "README.md", "exec"), ns)
+    assert ns["g"].cas.dims == ("step", "layer", "span", "head")
+    assert ns["cache"]["blocks.3.attn.hook_pattern"].shape[:3] == (2, model.n_heads, 1)
+    assert abs(ns["t"].generations[0].cas.values - ns["g"].cas.values).max() < 1e-4
