@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # what IDEs and type checkers see; at run time each name is i
     from interp.experiments import run_sustain, SustainConfig, SustainRun
     from interp.experiments.compare import run_comparison
     from interp.experiments.merge import merge_runs
-    from interp.experiments.report import load_run, write_report
+    from interp.experiments.report import load_run, sustain_tables, write_report
     from interp.interventions import Intervention, InterventionProvider
     from interp.interventions.experiments import AblationConfig, run_ablation
     from interp.models import load_model, LoadedModel
@@ -62,6 +62,7 @@ _API = {
     "insert_constraints": "interp.constraints",
     "SustainConfig": "interp.experiments", "SustainRun": "interp.experiments", "run_sustain": "interp.experiments",
     "write_report": "interp.experiments.report", "load_run": "interp.experiments.report",
+    "sustain_tables": "interp.experiments.report",
     "run_comparison": "interp.experiments.compare", "merge_runs": "interp.experiments.merge",
     "CASCapture": "interp.attention", "teacher_forced_cas": "interp.attention", "cas_report": "interp.attention.analysis",
     "load_cas": "interp.attention.storage",
@@ -79,7 +80,7 @@ __all__ = ["AblationConfig", "AblationRecord", "AttentionHooks", "BaselineRecord
     "load_cas", "load_model", "load_records", "load_run", "LoadedModel", "merge_runs", "Part", "Prompt",
     "Record", "register_constraint", "register_task", "Registry", "ResultStore", "run_ablation",
     "run_comparison", "run_sustain", "run_with_cache", "run_with_hooks", "RunDir", "SCHEMA_VERSION", "Score",
-    "SustainConfig", "SustainRun", "SweepRecord", "Task", "teacher_forced_cas", "trace", "TraceResult",
+    "SustainConfig", "SustainRun", "sustain_tables", "SweepRecord", "Task", "teacher_forced_cas", "trace", "TraceResult",
     "write_report"]  # = the names of _API (a test keeps them equal)
 
 

@@ -114,6 +114,13 @@ class _GenerationFields(Record):
     thinking_tokens: int | None = None
     thinking_forced: bool | None = None
 
+    @property
+    def prompt(self):
+        """The `Prompt` this record was generated from (text, token ids, part spans): pass it to `interp.trace`."""
+        from .prompts import Prompt
+
+        return Prompt(self.prompt_text, list(self.prompt_ids), {k: tuple(v) for k, v in self.spans.items()})
+
 
 @dataclass
 class BaselineRecord(_GenerationFields):

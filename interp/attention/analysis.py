@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -207,21 +208,22 @@ def _suffix(span: str, how: str, tf: bool) -> str:
     return "".join(f"-{p}" for p in parts)
 
 
-def cas_report(run_dir: str | Path, span: str = "constraints", normalisation: str = "raw",
-               teacher_forced: bool = False, n_bins: int = 20, alpha: float = 0.05, n_boot: int = 1000,
-               reference: bool = True, model=None, control: str | None = None, figures: bool = True,
-               html: bool = False, seed: int = 0) -> dict:
-    """Compare CAS of failed vs successful constrained generations of a run; write report, table and figures.
+@dataclass
+class _CASData:
+    """What a CAS report is computed from: the generations, their CAS (live or teacher-forced) and references."""
 
-    Writes ``cas_report.md``, ``cas_report.json``, ``cas_cells.csv`` and ``figures/cas_*`` (PNG+PDF, plus
-    plotly HTML when `html`). `teacher_forced` recomputes the generations' CAS from their stored outputs
-    (and reports the largest difference to the live files); `reference` adds the teacher-forced baseline
-    reference (needs the run's model; skipped with a note when it cannot be loaded). Statistics need at
-    least 2 failed and 2 successful generations; otherwise the report says so.
-    """
-    d = Path(run_dir)
-    if not (d / "constrained.jsonl").exists():
-        raise InterpError(f"{d} has no constrained.jsonl: run `interp sustain` first")
+    recs: list[dict]
+    live: dict[str, np.ndarray]
+    ref: dict[str, np.ndarray]
+    notes: list[str]
+    model: object = None
+    tf_check: float | None = None
+
+
+def _gather(d: Path, span: str, how: str, control: str | None, teacher_forced: bool, reference: bool,
+            model) -> _CASData:
+    """Select the constrained generations with CAS, load their arrays and (if asked) teacher-force the
+    generations and the baseline reference; every exclusion is written into `notes`."""
     rd = RunDir(d)
     all_con = rd.records("constrained")
     base = {r["key"]: r for r in rd.records("baseline")}
@@ -240,8 +242,8 @@ def cas_report(run_dir: str | Path, span: str = "constraints", normalisation: st
     if model is None:
         reference = False
 
-    def arr(root, rel, how=normalisation, ctl=control):
-        return _span_array(root, rel, span, how, ctl)
+    def arr(root, rel, h=how, ctl=control):
+        return _span_array(root, rel, span, h, ctl)
 
     live = {r["key"]: a for r in recs if (a := arr(d, r["cas_file"])) is not None}
     if len(live) < len(recs):
@@ -261,34 +263,31 @@ def cas_report(run_dir: str | Path, span: str = "constraints", normalisation: st
                                                  for r in recs if r.get("baseline_key") in base])
         ref = {r["key"]: a for r in recs if f"ref_{r['key']}" in files
                and (a := arr(d / TF_DIR, files[f"ref_{r['key']}"])) is not None}
+    return _CASData(recs, live, ref, notes, model, tf_check)
 
-    grp = {g: [r for r in recs if bool(r["success"]) == (g == "success")] for g in GROUPS}
-    n = {g: len(v) for g, v in grp.items()}
-    per_gen = {g: np.stack([live[r["key"]].mean(0) for r in v]) if v else None for g, v in grp.items()}
-    agg = {g: (p.mean((1, 2)) if p is not None else np.zeros(0)) for g, p in per_gen.items()}
-    res: dict = {"meta": {"run_dir": str(d), "span": span, "normalisation": normalisation,
-                          "teacher_forced": teacher_forced, "n_bins": n_bins, "alpha": alpha, "n_boot": n_boot,
-                          "unit": "constrained generation (single constraint or K-set; controls excluded)",
-                          "n_failed": n["failed"], "n_success": n["success"],
-                          "n_items": len({r["item_id"] for r in recs}),
-                          "by_kind": {k: sum(r["condition_kind"] == k for r in recs) for k in ("single", "set")},
-                          "teacher_forced_max_abs_diff": tf_check}, "notes": notes}
-    enough = n["failed"] >= 2 and n["success"] >= 2
-    cells = layers = effect = None
-    if enough:
-        cells = mann_whitney_by_cell(per_gen["failed"], per_gen["success"], alpha=alpha, n_boot=n_boot, seed=seed)
-        effect = aggregate_effect(agg["failed"], agg["success"], n_boot=n_boot, seed=seed)
-        layers = _layer_effects(per_gen["failed"], per_gen["success"], alpha, n_boot, seed)
-        cells.to_csv(d / "cas_cells.csv", index=False)
-        if min(n.values()) < MIN_N_INTERVAL:
-            notes.append(f"a group has fewer than {MIN_N_INTERVAL} generations: no bootstrap intervals "
-                         "(flagged in the tables); point estimates and p-values are descriptive only")
-    else:
+
+def _tests(d: Path, per_gen: dict, agg: dict, n: dict, alpha: float, n_boot: int, seed: int, notes: list[str]):
+    """(cells, layers, aggregate effect) of failed vs successful, or Nones (and a note) with < 2 of a group;
+    writes ``cas_cells.csv`` either way."""
+    if n["failed"] < 2 or n["success"] < 2:
         notes.append(f"too few generations for statistics: {n['failed']} failed and {n['success']} successful "
                      "(need at least 2 of each); descriptive values only")
         pd.DataFrame(columns=["layer", "head", "mean_failed", "mean_success", "diff", "U", "p", "p_bh",
                               "significant"]).to_csv(d / "cas_cells.csv", index=False)
-    top = ranked_cells(cells).head(10) if cells is not None else pd.DataFrame()
+        return None, None, None
+    cells = mann_whitney_by_cell(per_gen["failed"], per_gen["success"], alpha=alpha, n_boot=n_boot, seed=seed)
+    effect = aggregate_effect(agg["failed"], agg["success"], n_boot=n_boot, seed=seed)
+    layers = _layer_effects(per_gen["failed"], per_gen["success"], alpha, n_boot, seed)
+    cells.to_csv(d / "cas_cells.csv", index=False)
+    if min(n.values()) < MIN_N_INTERVAL:
+        notes.append(f"a group has fewer than {MIN_N_INTERVAL} generations: no bootstrap intervals "
+                     "(flagged in the tables); point estimates and p-values are descriptive only")
+    return cells, layers, effect
+
+
+def _descriptives(data: _CASData, grp: dict, n_bins: int, n_boot: int, seed: int) -> dict:
+    """Curves over steps and prompt distance, phase splits, the reference comparison and per-type means."""
+    live, ref, recs = data.live, data.ref, data.recs
     curves = {g: _curve([live[r["key"]].mean((1, 2)) for r in v], n_bins) for g, v in grp.items()}
     curves["reference"] = _curve([ref[k].mean((1, 2)) for k in ref], n_bins)
     longest = max((live[r["key"]].shape[0] for r in recs), default=0)
@@ -304,8 +303,43 @@ def cas_report(run_dir: str | Path, span: str = "constraints", normalisation: st
                  **{f"mean_cas_{g}": _mean([live[r["key"]].mean() for r in rs if r["success"] == (g == "success")])
                     for g in GROUPS}}
                 for t, rs in _by(recs, "ctype").items()]
+    return {"by_ctype": by_ctype, "curves": curves, "distance_curves": distance, "phases": phases,
+            "reference": ref_summary if ref else None}
+
+
+def cas_report(run_dir: str | Path, span: str = "constraints", normalisation: str = "raw",
+               teacher_forced: bool = False, n_bins: int = 20, alpha: float = 0.05, n_boot: int = 1000,
+               reference: bool = True, model=None, control: str | None = None, figures: bool = True,
+               html: bool = False, seed: int = 0) -> dict:
+    """Compare CAS of failed vs successful constrained generations of a run; write report, table and figures.
+
+    Writes ``cas_report.md``, ``cas_report.json``, ``cas_cells.csv`` and ``figures/cas_*`` (PNG+PDF, plus
+    plotly HTML when `html`). `teacher_forced` recomputes the generations' CAS from their stored outputs
+    (and reports the largest difference to the live files); `reference` adds the teacher-forced baseline
+    reference (needs the run's model; skipped with a note when it cannot be loaded). Statistics need at
+    least 2 failed and 2 successful generations; otherwise the report says so.
+    """
+    d = Path(run_dir)
+    if not (d / "constrained.jsonl").exists():
+        raise InterpError(f"{d} has no constrained.jsonl: run `interp sustain` first")
+    data = _gather(d, span, normalisation, control, teacher_forced, reference, model)
+    recs, live, ref, notes = data.recs, data.live, data.ref, data.notes
+    grp = {g: [r for r in recs if bool(r["success"]) == (g == "success")] for g in GROUPS}
+    n = {g: len(v) for g, v in grp.items()}
+    per_gen = {g: np.stack([live[r["key"]].mean(0) for r in v]) if v else None for g, v in grp.items()}
+    agg = {g: (p.mean((1, 2)) if p is not None else np.zeros(0)) for g, p in per_gen.items()}
+    res: dict = {"meta": {"run_dir": str(d), "span": span, "normalisation": normalisation,
+                          "teacher_forced": teacher_forced, "n_bins": n_bins, "alpha": alpha, "n_boot": n_boot,
+                          "unit": "constrained generation (single constraint or K-set; controls excluded)",
+                          "n_failed": n["failed"], "n_success": n["success"],
+                          "n_items": len({r["item_id"] for r in recs}),
+                          "by_kind": {k: sum(r["condition_kind"] == k for r in recs) for k in ("single", "set")},
+                          "teacher_forced_max_abs_diff": data.tf_check}, "notes": notes}
+    cells, layers, effect = _tests(d, per_gen, agg, n, alpha, n_boot, seed, notes)
+    top = ranked_cells(cells).head(10) if cells is not None else pd.DataFrame()
+    desc = _descriptives(data, grp, n_bins, n_boot, seed)
     res.update({
-        "by_ctype": by_ctype,
+        "by_ctype": desc["by_ctype"],
         "summary": {"n_failed": n["failed"], "n_success": n["success"],
                     "mean_cas_failed": float(agg["failed"].mean()) if n["failed"] else None,
                     "mean_cas_success": float(agg["success"].mean()) if n["success"] else None,
@@ -318,10 +352,7 @@ def cas_report(run_dir: str | Path, span: str = "constraints", normalisation: st
         "aggregate": effect.to_dict() if effect else None,
         "layers": layers.to_dict(orient="records") if layers is not None else [],
         "top_cells": top.to_dict(orient="records"),
-        "curves": curves,
-        "distance_curves": distance,
-        "phases": phases,
-        "reference": ref_summary if ref else None,
+        **{k: desc[k] for k in ("curves", "distance_curves", "phases", "reference")},
         "per_generation": [{"key": r["key"], "item_id": r["item_id"], "condition": r.get("condition"),
                             "success": bool(r["success"]), "n_steps": int(live[r["key"]].shape[0]),
                             "answer_start": phase_boundary(r),
@@ -329,11 +360,8 @@ def cas_report(run_dir: str | Path, span: str = "constraints", normalisation: st
                             "reference_mean_cas": float(ref[r["key"]].mean()) if r["key"] in ref else None}
                            for r in recs],
     })
-    fig_paths: dict[str, list[str]] = {}
-    if figures:
-        fig_paths = _figures(d, res, cells, layers, per_gen, ref, grp, live, model, span, normalisation,
-                             teacher_forced, html)
-    res["figures"] = fig_paths
+    res["figures"] = (_figures(d, res, cells, layers, per_gen, ref, grp, live, data.model, span, normalisation,
+                               teacher_forced, html) if figures else {})
     res = _clean(res)
     (d / "cas_report.json").write_text(json.dumps(res, indent=2))
     (d / "cas_report.md").write_text(_markdown(res, top))

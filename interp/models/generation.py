@@ -228,14 +228,7 @@ def generate_batch(model, tokenizer, batch: Batch, cfg: GenConfig,
         p.attach(hooks, batch)
     hooks.check_layers(int(model.config.num_hidden_layers))
     forcers = [p for p in providers if hasattr(p, "force")]  # token forcers, e.g. a thinking budget
-    gens = None
-    if not cfg.greedy:
-        keys = batch.row_keys or [json.dumps(p.input_ids) for p in batch.prompts]
-        gens = []
-        for k in keys:
-            g = torch.Generator()
-            g.manual_seed(row_seed(cfg.seed, k))
-            gens.append(g)
+    gens = _row_generators(batch, cfg)
     attn = batch.attention_mask
     pos = (attn.cumsum(-1) - 1).clamp(min=0)
     cache = DynamicCache(config=model.config)
@@ -277,20 +270,33 @@ def generate_batch(model, tokenizer, batch: Batch, cfg: GenConfig,
             cur_pos = cur_pos[:, -1:] + 1
             inp = nxt.unsqueeze(-1)
             steps = torch.full((B, 1), step + 1, dtype=torch.long, device=device)
-    results = []
-    n_tokens = []
-    for b in range(B):
-        text = tokenizer.decode(out_ids[b], skip_special_tokens=True)
-        reason = finish[b] or "length"
-        if reason == "stop":
-            cut = min(text.find(s) for s in cfg.stop if s in text)
-            text = text[:cut]
-        n_tokens.append(len(out_ids[b]))
-        results.append(Generation(batch.prompts[b], text, out_ids[b], reason))
+    results = [_finished(tokenizer, batch.prompts[b], out_ids[b], finish[b], cfg.stop) for b in range(B)]
     for p in providers:
-        for r, extra in zip(results, p.collect(batch, n_tokens)):
+        for r, extra in zip(results, p.collect(batch, [len(o) for o in out_ids])):
             r.extras.update(extra)
     return results
+
+
+def _row_generators(batch: Batch, cfg: GenConfig) -> list[torch.Generator] | None:
+    """One seeded generator per row when sampling (seeded by the row's key, so a row's sample does not depend
+    on its batch), None when greedy."""
+    if cfg.greedy:
+        return None
+    gens = []
+    for k in batch.row_keys or [json.dumps(p.input_ids) for p in batch.prompts]:
+        g = torch.Generator()
+        g.manual_seed(row_seed(cfg.seed, k))
+        gens.append(g)
+    return gens
+
+
+def _finished(tokenizer, prompt: Prompt, ids: list[int], finish: str | None, stop: Sequence[str]) -> Generation:
+    """The `Generation` of one row: decoded text, cut at the first stop string when a stop string ended it."""
+    text = tokenizer.decode(ids, skip_special_tokens=True)
+    reason = finish or "length"
+    if reason == "stop":
+        text = text[:min(text.find(s) for s in stop if s in text)]
+    return Generation(prompt, text, ids, reason)
 
 
 @torch.no_grad()
