@@ -138,19 +138,39 @@ def h2(cd: dict) -> tuple[list[dict], pd.DataFrame, pd.DataFrame, dict]:
     layers = pd.DataFrame(layer_rows)
     layers["p_bh"] = benjamini_hochberg(layers["p"])
     cells = mann_whitney_by_cell(pf, ps, alpha=ALPHA, n_boot=0)
-    n_layers_sig = int((layers.p_bh < ALPHA).sum())
-    n_pos = int(((layers.p_bh < ALPHA) & (layers["diff"] > 0)).sum())
-    rows.append(_rows(verdict("H2", f"per layer, BH ({n_layers_sig} of {len(layers)} significant, {n_pos} positive)",
-                              "layers", len(layers), float(layers["diff"].mean()), math.nan, math.nan,
-                              float(layers.p_bh.min()), "Mann-Whitney U per layer, BH", 1, SESOI_D * sd, ALPHA),
-                      "CAS difference"))
+    for unit, df, pcol in (("layers", layers, "p_bh"), ("heads", cells, "p_bh")):
+        pos = int(((df[pcol] < ALPHA) & (df["diff"] > 0)).sum())
+        neg = int(((df[pcol] < ALPHA) & (df["diff"] < 0)).sum())
+        rows.append(_rows(Verdict("H2", f"per {unit[:-1]}, BH: {pos} of {len(df)} higher in failures, {neg} lower",
+                                  unit, len(df), float(df["diff"].mean()), math.nan, math.nan,
+                                  float(df[pcol].min()), f"Mann-Whitney U per {unit[:-1]}, BH", 1, SESOI_D * sd,
+                                  count_verdict(pos, neg)), "CAS difference", n_higher=pos, n_lower=neg))
     n_cells = int(cells["significant"].sum())
     cell_note = f"{n_cells} of {len(cells)} heads significant after BH"
     return rows, layers, cells, {"sd": sd, "cells_note": cell_note, "n_cells_sig": n_cells}
 
 
+def count_verdict(pos: int, neg: int) -> str:
+    """Per-layer / per-head H2: supported when some units are significantly higher in failures and none lower,
+    not supported when some are lower and none higher, inconclusive when none or both directions are."""
+    if pos and not neg:
+        return "supported"
+    if neg and not pos:
+        return "not supported"
+    return "inconclusive"
+
+
 def _agg(arr: np.ndarray) -> float:
     return float(np.nanmean(arr))
+
+
+def _variant(cas_tuple, how: str) -> float:
+    """One generation's CAS under a robustness variant. control_ratio is the ratio of the generation's mean
+    constraint CAS to its mean control-span CAS (a per-step ratio is dominated by near-zero control steps)."""
+    if how == "control_ratio":
+        cas, spans, _ = cas_tuple
+        return _agg(normalise(cas, spans, "constraints")) / max(_agg(normalise(cas, spans, "control")), 1e-12)
+    return _agg(_span(cas_tuple, how))
 
 
 def robustness(cd: dict) -> pd.DataFrame:
@@ -158,7 +178,7 @@ def robustness(cd: dict) -> pd.DataFrame:
     recs, var, ref = cd["recs"], cd["var"], cd["ref"]
     rows = []
     for how in ROBUST:
-        vals = {k: _agg(_span(var[k], how)) for k in var}
+        vals = {k: _variant(var[k], how) for k in var}
         f = np.array([vals[r["key"]] for r in recs if not r["success"] and r["key"] in vals])
         s = np.array([vals[r["key"]] for r in recs if r["success"] and r["key"] in vals])
         f, s = f[np.isfinite(f)], s[np.isfinite(s)]
@@ -168,8 +188,8 @@ def robustness(cd: dict) -> pd.DataFrame:
                     "Mann-Whitney U", 1, SESOI_D * sd, ALPHA)
         rows.append({**v.to_dict(), "variant": how, "rank_biserial": e.rank_biserial})
         keys = [r["key"] for r in recs if not r["success"] and r["key"] in ref and r["key"] in var]
-        a = np.array([_agg(_span(var[k], how)) for k in keys])
-        b = np.array([_agg(_span(ref[k], how)) for k in keys])
+        a = np.array([_variant(var[k], how) for k in keys])
+        b = np.array([_variant(ref[k], how) for k in keys])
         ok = np.isfinite(a) & np.isfinite(b)
         rows.append({**h6_test(a[ok], b[ok], f"failed vs reference, {how}").to_dict(), "variant": how})
     return pd.DataFrame(rows)
@@ -266,7 +286,9 @@ def soft_sample(con: list[dict], n_per_family: int = 10, seed: int = 0) -> pd.Da
         return pd.DataFrame()
     s = pd.concat(parts)
     return pd.DataFrame({"key": s.key, "family": s.family, "ctype": s.ctype,
-                         "constraint": [" | ".join(t) for t in s.insert_texts], "output_text": s.output_text,
+                         "constraint": [" | ".join(c["text"] for c in cs) for cs in s.constraints],
+                         "judge_output": [" | ".join(str(c.get("judge_output")) for c in ch) for ch in s.constraint_checks],
+                         "output_text": s.output_text,
                          "judge_ok": s.constraint_met.astype(bool), "hand_ok": ""})
 
 
