@@ -12,7 +12,8 @@ VERDICT_COLORS = {"supported": "#1b7837", "not supported": "#b2182b", "inconclus
 
 
 def plot_hypotheses(table: pd.DataFrame, path_stem: str | Path) -> list[Path]:
-    """One panel per effect scale (rates, CAS, slope): a row per comparison, point + CI, SESOI band, verdict colour.
+    """One panel per effect scale (rates, CAS, slope): a row per comparison, point + CI coloured by its verdict,
+    and a grey band of that comparison's ±SESOI behind it.
 
     `table` has columns hypothesis, comparison, effect, lo, hi, sesoi, direction, verdict, n, scale.
     """
@@ -25,11 +26,11 @@ def plot_hypotheses(table: pd.DataFrame, path_stem: str | Path) -> list[Path]:
         y = np.arange(len(rows))[::-1]
         for yi, r in zip(y, rows.itertuples()):
             c = VERDICT_COLORS.get(r.verdict, "#777777")
+            if np.isfinite(r.sesoi) and r.sesoi > 0:  # each comparison's own smallest effect of interest
+                ax.fill_betweenx([yi - 0.35, yi + 0.35], -r.sesoi, r.sesoi, color="#e6e6e6", lw=0, zorder=0)
             if np.isfinite(r.lo) and np.isfinite(r.hi):
                 ax.plot([r.lo, r.hi], [yi, yi], color=c, lw=1.4)
             ax.plot([r.effect], [yi], "o", color=c, ms=3.5)
-        s = float(np.nanmax(rows["sesoi"])) if len(rows) else 0.0
-        ax.axvspan(-s, s, color="#eeeeee", zorder=0, label="±SESOI")
         ax.axvline(0, color="black", lw=0.6)
         ax.set_yticks(y, [f"{r.hypothesis} {r.comparison} (n={r.n})" for r in rows.itertuples()], fontsize=6)
         ax.set_xlabel(scale)
