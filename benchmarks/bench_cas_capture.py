@@ -5,7 +5,7 @@ each producing exactly --new tokens per prompt (EOS disabled: our loop's EOS set
 min_new_tokens):
 
   ours      interp generate(), no hook providers (hooked attention idle -> SDPA)
-  ours+cas  interp generate() with CASCapture (eager rows only for generated-token queries)
+  ours+cas  interp generate(capture=[CAS()]) (eager rows only for generated-token queries)
   hf        HF model.generate() on a plain, separately loaded sdpa instance from the same cached folder
   naive     HF generate(output_attentions=True, return_dict_in_generate=True) on an eager instance,
             then reduced to CAS (the obvious alternative to a capture hook)
@@ -40,7 +40,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from interp.attention.cas import CASCapture, default_span_groups  # noqa: E402
+from interp.attention.cas import CAS, default_span_groups  # noqa: E402
 from interp.models import generation  # noqa: E402
 from interp.models.generation import GenConfig, generate, make_batch  # noqa: E402
 from interp.prompts import Part, build_prompt  # noqa: E402
@@ -78,9 +78,8 @@ def no_eos():
 
 def run_ours(m, prompts, n_new: int, bs: int, cas: bool):
     cfg = GenConfig(max_new_tokens=n_new, batch_size=bs)
-    prov = (lambda b: [CASCapture(m.n_layers, m.n_heads, n_new)]) if cas else None
     with no_eos():
-        gens = generate(m, prompts, cfg, providers_for_batch=prov, progress=False)
+        gens = generate(m, prompts, cfg, capture=[CAS()] if cas else [], progress=False)
     return [g.output_ids for g in gens], [g.extras.get("cas") for g in gens]
 
 

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench_cas_capture import no_eos, prompts_for  # noqa: E402
-from interp.interventions import Intervention, InterventionProvider  # noqa: E402
+from interp.interventions import Intervention  # noqa: E402
 from interp.models.generation import GenConfig, generate  # noqa: E402
 from interp.models.loading import load_model  # noqa: E402
 
@@ -42,9 +42,8 @@ VARIANTS = {"plain": None, "scale": Intervention(op="scale", alpha=0.5), "knocko
 
 def run(model, prompts, iv, n_new: int, bs: int):
     cfg = GenConfig(max_new_tokens=n_new, batch_size=bs)
-    prov = None if iv is None else (lambda batch: [InterventionProvider(model.n_layers, model.n_heads, shared=[iv])])
     with no_eos():
-        return generate(model, prompts, cfg, providers_for_batch=prov, progress=False)
+        return generate(model, prompts, cfg, interventions=None if iv is None else [iv], progress=False)
 
 
 def main() -> None:
