@@ -192,3 +192,16 @@ def test_string_prompts_use_the_chat_template(model):
     g = generate(model, ["What is 2+3?"], max_new_tokens=3, capture=[CAS()], progress=False)[0]
     assert "task" in g.prompt.spans and g.prompt.text.startswith("<|im_start|>")
     assert g.cas.sizes["layer"] == 30 and g.cas.sizes["head"] == 9
+
+
+def test_trace_with_per_prompt_interventions(llama):
+    prompts = make_prompts(VOCAB)
+    outs = [g.output_ids for g in generate(llama, prompts, max_new_tokens=4, progress=False)]
+    plain = trace(llama, prompts, outs, capture=[CAS(spans=["constraints"])])
+    ko = trace(llama, prompts, outs, capture=[CAS(spans=["constraints"])],
+               interventions=[[], [Intervention(target="constraints", op="knockout")]])
+    assert float(abs(ko.generations[1].cas.sel(span="constraints")).max()) == 0.0
+    np.testing.assert_allclose(ko.generations[0].cas.values, plain.generations[0].cas.values, atol=1e-6)
+    assert torch.allclose(ko.logits[0], plain.logits[0], atol=1e-5)
+    assert not torch.allclose(ko.logits[1], plain.logits[1], atol=1e-3)
+    assert ko.generations[1].interventions[0].op == "knockout"

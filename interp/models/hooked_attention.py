@@ -17,7 +17,7 @@ Score/v/pattern hooks see only the rows that produce generated tokens unless ``h
 Hooks also fire on any other forward of the model inside the block (``m.hf(**inputs)``, HF ``generate``):
 there every query row is hooked and every row's step is -1, keys start at position 0 (``hooks.seq_len`` unset).
 A `with` block inside another adds the outer block's hooks (an outer ``m.hooks(...)`` keeps firing inside
-``interp.generate``).
+``interp.generate``, on the query rows the inner block hooks: those that produce generated tokens).
 
 Keys of a call are the absolute (left-padded) positions ``[call.key_offset, call.key_offset + kv_len)``:
 a sliding-window cache layer keeps only the last window of keys, so consumers map their per-position
