@@ -115,10 +115,21 @@ def cmd_generate(a) -> int:
     from .models.generation import GenConfig, generate
     from .prompts import Part, build_prompt
 
+    from .attention.cas import CAS
+    from .interventions.spec import Intervention
+
     m = load_model(a.model)
     parts = [Part("task", a.prompt)] + ([Part("constraint_0", a.constraint)] if a.constraint else [])
-    g = generate(m, [build_prompt(m.tokenizer, parts)], GenConfig(max_new_tokens=a.max_new_tokens), progress=False)[0]
+    try:
+        ivs = [Intervention.from_dict(json.loads(x)) for x in a.intervention]
+    except (json.JSONDecodeError, TypeError) as e:
+        raise InterpError(f"--intervention takes a JSON object like '{{\"op\": \"scale\", \"alpha\": 0.1}}': {e}") from None
+    g, = generate(m, [build_prompt(m.tokenizer, parts)], GenConfig(max_new_tokens=a.max_new_tokens), progress=False,
+                  capture=[CAS()] if a.cas else [], interventions=ivs or None)
     print(g.output_text)
+    if a.cas:
+        mean = g.cas.mean(["step", "layer", "head"]).to_pandas()
+        print("mean CAS per span: " + ", ".join(f"{k}={v:.4f}" for k, v in mean.items() if not k.startswith("__")))
     return 0
 
 
@@ -194,6 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--constraint", help="a constraint sentence appended as its own span")
     s.add_argument("--model", default="smollm2-135m")
     s.add_argument("--max-new-tokens", type=int, default=64)
+    s.add_argument("--cas", action="store_true", help="also print the mean CAS on every prompt part")
+    s.add_argument("--intervention", action="append", default=[], metavar="JSON",
+                   help="an Intervention as JSON, e.g. '{\"op\": \"scale\", \"alpha\": 0.1}'; repeatable")
     _add_plugin_args(s)
     s.set_defaults(fn=cmd_generate)
     s = sub.add_parser("info", help="load a model and print its shape, revision and load time")

@@ -205,3 +205,14 @@ def test_trace_with_per_prompt_interventions(llama):
     assert torch.allclose(ko.logits[0], plain.logits[0], atol=1e-5)
     assert not torch.allclose(ko.logits[1], plain.logits[1], atol=1e-3)
     assert ko.generations[1].interventions[0].op == "knockout"
+
+
+def test_cli_generate_with_cas_and_an_intervention(capsys):
+    from interp.cli import main
+
+    rc = main(["generate", "What is 2+3?", "--constraint", "Answer in one word.", "--cas", "--max-new-tokens", "3",
+               "--intervention", '{"op": "knockout"}'])
+    out = capsys.readouterr().out
+    assert rc == 0 and "constraint_0=0.0000" in out and "task=" in out
+    assert main(["generate", "Hi", "--intervention", "{not json"]) == 2
+    assert "--intervention takes a JSON object" in capsys.readouterr().err
