@@ -34,13 +34,15 @@ def test_gallery_figures_come_from_the_documented_command():
     gallery = README.split("## Gallery", 1)[1].split("\n## ", 1)[0]
     figs = re.findall(r"\(figures/([^)]+\.png)\)", gallery)
     assert figs, "gallery shows no figures"
-    manifest = json.loads((root / "figures" / "manifest.json").read_text())
-    assert manifest["command"] in gallery
-    for f in figs:
-        assert (root / "figures" / f).stat().st_size > 0, f
-        assert (root / "figures" / f.replace(".png", ".pdf")).is_file(), f
-        assert f in manifest["files"], f
-        assert manifest["files"][f]["config"] == manifest["config"]
+    for f in figs:  # each figure is listed by the manifest of its output folder (figures/ or figures/<study>/)
+        folder = root / "figures" / f.split("/")[0] if "/" in f else root / "figures"
+        manifest = json.loads((folder / "manifest.json").read_text())
+        name = f.split("/", 1)[1] if "/" in f else f
+        assert manifest["command"] in gallery, manifest["command"]
+        assert (folder / name).stat().st_size > 0, f
+        assert (folder / name.replace(".png", ".pdf")).is_file(), f
+        assert name in manifest["files"], f
+        assert manifest["files"][name]["config"] == manifest["config"]
 
 
 def test_readme_python_api_block_runs(model, monkeypatch):
