@@ -54,12 +54,12 @@ class UnknownName(InterpError, KeyError):
 class Registry(Mapping[str, T], Generic[T]):
     """Name -> object, read like a dict; `register` refuses a taken name unless `replace=True`.
 
-    `kind` names the things in error messages ("task", "constraint type"); `group` is the entry-point
+    `noun` names the things in error messages ("task", "constraint type"); `group` is the entry-point
     group whose installed plugins are loaded on first lookup; `hint` ends the unknown-name error.
     """
 
-    def __init__(self, kind: str, group: str | None = None, hint: str = ""):
-        self.kind = kind
+    def __init__(self, noun: str, group: str | None = None, hint: str = ""):
+        self.noun = noun
         self.group = group
         self.hint = hint
         self._items: dict[str, T] = {}
@@ -69,10 +69,10 @@ class Registry(Mapping[str, T], Generic[T]):
     def register(self, name: str, obj: T, *, replace: bool = False, ref: str | None = None) -> T:
         """Add `obj` under `name`; `ref` (default `module:qualname` of obj) tells a redefinition from a clash."""
         if not name or not isinstance(name, str):
-            raise InterpError(f"a {self.kind} needs a non-empty string name, got {name!r}")
+            raise InterpError(f"a {self.noun} needs a non-empty string name, got {name!r}")
         ref = ref or ref_of(obj)
         if name in self._items and not replace and self._refs[name] != ref:
-            raise InterpError(f"{self.kind} {name!r} is already registered by {self._refs[name]}; "
+            raise InterpError(f"{self.noun} {name!r} is already registered by {self._refs[name]}; "
                               f"pass replace=True to replace it with {ref}")
         self._items[name] = obj
         self._refs[name] = ref
@@ -103,12 +103,12 @@ class Registry(Mapping[str, T], Generic[T]):
             resolve_ref(name)  # importing the module registers what it defines
             known = [n for n, r in self._refs.items() if r == name]
             if not known:
-                raise InterpError(f"{name} exists but is not a registered {self.kind}; register it in its module")
+                raise InterpError(f"{name} exists but is not a registered {self.noun}; register it in its module")
             return self._items[known[0]]
         if name not in self._items:
             self.load_plugins()
         if name not in self._items:
-            raise UnknownName(f"unknown {self.kind} {name!r}; known: {', '.join(sorted(self._items))}"
+            raise UnknownName(f"unknown {self.noun} {name!r}; known: {', '.join(sorted(self._items))}"
                               + (f" ({self.hint})" if self.hint else ""))
         return self._items[name]
 
@@ -144,4 +144,4 @@ class Registry(Mapping[str, T], Generic[T]):
         return len(self._items)
 
     def __repr__(self) -> str:
-        return f"Registry({self.kind!r}, {sorted(self._items)})"
+        return f"Registry({self.noun!r}, {sorted(self._items)})"

@@ -39,7 +39,7 @@ class Condition:
     """One way of changing the baseline prompt: constraints to insert, or a control."""
 
     id: str
-    kind: str  # "single" | "set" | "control"
+    condition_kind: str  # "single" | "set" | "control" (the record field of the same name)
     ctype: str  # constraint type, "mixed" for sets, control name for controls
     hardness: str  # "hard" | "soft" | "mixed" | "control"
     constraints: list[Constraint]
@@ -48,7 +48,7 @@ class Condition:
     task_text: str | None = None  # paraphrase control: replaces the task part
 
     def to_dict(self) -> dict:
-        return {"condition": self.id, "condition_kind": self.kind, "ctype": self.ctype, "hardness": self.hardness,
+        return {"condition": self.id, "condition_kind": self.condition_kind, "ctype": self.ctype, "hardness": self.hardness,
                 "k": self.k, "constraints": [c.to_dict() for c in self.constraints],
                 "insert_texts": self.insert_texts, "task_text": self.task_text}
 
@@ -377,7 +377,7 @@ class SustainRun:
             if s:
                 hard = {c.kind for c in s}
                 conds.append(Condition(f"set:k{k}", "set", "mixed", hard.pop() if len(hard) == 1 else "mixed", s, k=k))
-        singles = [c for c in conds if c.kind == "single"]
+        singles = [c for c in conds if c.condition_kind == "single"]
         if "neutral" in self.cfg.controls and singles:
             ref = singles[_seed_of(item.id, "neutral") % len(singles)].constraints[0]
             text = neutral_control(ref.text, self.tokenizer(), seed=_seed_of(item.id))
