@@ -42,7 +42,8 @@ sys.path.insert(0, str(ROOT))
 
 from interp.attention.cas import CAS, default_span_groups  # noqa: E402
 from interp.models import generation  # noqa: E402
-from interp.models.generation import GenConfig, generate, make_batch  # noqa: E402
+from interp.api import generate  # noqa: E402
+from interp.models.generation import GenConfig, make_batch  # noqa: E402
 from interp.prompts import Part, build_prompt  # noqa: E402
 
 VARIANTS = ("ours", "ours+cas", "hf", "naive")

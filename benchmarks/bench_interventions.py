@@ -32,7 +32,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench_cas_capture import no_eos, prompts_for  # noqa: E402
 from interp.interventions import Intervention  # noqa: E402
-from interp.models.generation import GenConfig, generate  # noqa: E402
+from interp.api import generate  # noqa: E402
+from interp.models.generation import GenConfig  # noqa: E402
 from interp.models.loading import load_model  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "interventions.json"

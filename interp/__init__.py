@@ -31,8 +31,8 @@ if TYPE_CHECKING:  # what IDEs and type checkers see; at run time each name is i
     from interp.interventions import Intervention, InterventionProvider
     from interp.interventions.experiments import AblationConfig, run_ablation
     from interp.models import load_model, LoadedModel
-    from interp.models.generation import forward_teacher_forced, GenConfig, generate, Generation
-    from interp.models.tracing import Cache, hook_names, hooks, run_with_cache, run_with_hooks, trace, TraceResult
+    from interp.api import Cache, generate, hook_names, hooks, run_with_cache, run_with_hooks, trace, TraceResult
+    from interp.models.generation import forward_teacher_forced, GenConfig, Generation
     from interp.models.hooked_attention import AttentionHooks
     from interp.prompts import build_prompt, Part, Prompt
     from interp.records import (AblationRecord, BaselineRecord, ConstrainedRecord, ConstraintsRecord, Record,
@@ -46,11 +46,11 @@ __version__ = "0.1.0"
 
 _API = {
     "load_model": "interp.models", "LoadedModel": "interp.models",
-    "GenConfig": "interp.models.generation", "generate": "interp.models.generation",
+    "GenConfig": "interp.models.generation", "generate": "interp.api",
     "forward_teacher_forced": "interp.models.generation", "Generation": "interp.models.generation",
-    "CAS": "interp.attention.cas", "hooks": "interp.models.tracing", "hook_names": "interp.models.tracing",
-    "run_with_hooks": "interp.models.tracing", "run_with_cache": "interp.models.tracing",
-    "trace": "interp.models.tracing", "Cache": "interp.models.tracing", "TraceResult": "interp.models.tracing",
+    "CAS": "interp.attention.cas", "hooks": "interp.api", "hook_names": "interp.api",
+    "run_with_hooks": "interp.api", "run_with_cache": "interp.api",
+    "trace": "interp.api", "Cache": "interp.api", "TraceResult": "interp.api",
     "AttentionHooks": "interp.models.hooked_attention",
     "Part": "interp.prompts", "Prompt": "interp.prompts", "build_prompt": "interp.prompts",
     "ResultStore": "interp.store", "load_records": "interp.store",

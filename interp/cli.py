@@ -111,12 +111,12 @@ def cmd_tasks(a) -> int:
 
 
 def cmd_generate(a) -> int:
-    from .models import load_model
-    from .models.generation import GenConfig, generate
-    from .prompts import Part, build_prompt
-
+    from .api import generate
     from .attention.cas import CAS
-    from .interventions.spec import Intervention
+    from .interventions.ops import Intervention
+    from .models import load_model
+    from .models.generation import GenConfig
+    from .prompts import Part, build_prompt
 
     m = load_model(a.model)
     parts = [Part("task", a.prompt)] + ([Part("constraint_0", a.constraint)] if a.constraint else [])

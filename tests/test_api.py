@@ -14,9 +14,10 @@ import interp
 from interp.attention.cas import CAS, CASCapture
 from interp.errors import InterpError
 from interp.interventions.spec import Intervention, InterventionProvider
-from interp.models.generation import GenConfig, generate
+from interp.api import generate, hook_names, run_with_cache, run_with_hooks, trace
+from interp.models.generation import GenConfig
+from interp.models.generation import generate as generate_low
 from interp.models.loading import share_weights_clone
-from interp.models.tracing import hook_names, run_with_cache, run_with_hooks, trace
 
 VOCAB = 512
 FAMILIES = [("llama", "base"), ("mistral", "sliding"), ("gemma2", "softcap+sliding"), ("gpt_oss", "sinks+sliding")]
@@ -109,7 +110,7 @@ def test_generate_with_specs_equals_the_provider_path(llama):
     prompts = make_prompts(VOCAB)
     iv = Intervention(target="constraints", op="scale", alpha=0.2)
     cfg = GenConfig(max_new_tokens=5)
-    old = generate(llama, prompts, cfg, progress=False, row_extras=[{"interventions": [iv]}] * 2,
+    old = generate_low(llama, prompts, cfg, progress=False, row_extras=[{"interventions": [iv]}] * 2,
                    providers_for_batch=lambda b: [InterventionProvider(llama.n_layers, llama.n_heads),
                                                   CASCapture(llama.n_layers, llama.n_heads, 5)])
     new = generate(llama, prompts, max_new_tokens=5, capture=[CAS()], interventions=[iv], progress=False)
@@ -159,14 +160,18 @@ def test_silent_no_ops_are_errors(llama):
     with pytest.raises(InterpError, match="never fire"):
         llama.hooks([("blocks.99.attn.hook_pattern", lambda t, c: None)])
     with pytest.raises(InterpError, match="never fire"):
-        generate(llama, prompts, max_new_tokens=2, progress=False,
-                 providers_for_batch=lambda b: [_AddHook("blocks.5.attn.hook_pattern")])
+        generate_low(llama, prompts, GenConfig(max_new_tokens=2), progress=False,
+                     providers_for_batch=lambda b: [_AddHook("blocks.5.attn.hook_pattern")])
     with pytest.raises(InterpError, match="no provider"):
-        generate(llama, prompts, max_new_tokens=2, progress=False, row_extras=[{"interventions": [Intervention()]}] * 2,
-                 providers_for_batch=lambda b: [CASCapture(llama.n_layers, llama.n_heads, 2)])
+        generate_low(llama, prompts, GenConfig(max_new_tokens=2), progress=False,
+                     row_extras=[{"interventions": [Intervention()]}] * 2,
+                     providers_for_batch=lambda b: [CASCapture(llama.n_layers, llama.n_heads, 2)])
+    with pytest.raises(InterpError, match="no provider"):  # no providers at all: the same silent no-op
+        generate_low(llama, prompts, GenConfig(max_new_tokens=2), progress=False,
+                     row_extras=[{"interventions": [Intervention()]}] * 2)
     with pytest.raises(InterpError, match="max_steps"):
-        generate(llama, prompts, max_new_tokens=4, progress=False,
-                 providers_for_batch=lambda b: [CASCapture(llama.n_layers, llama.n_heads, 2)])
+        generate_low(llama, prompts, GenConfig(max_new_tokens=4), progress=False,
+                     providers_for_batch=lambda b: [CASCapture(llama.n_layers, llama.n_heads, 2)])
     with pytest.raises(InterpError, match="outside the model"):
         generate(llama, prompts, max_new_tokens=2, progress=False,
                  interventions=[Intervention(op="knockout", heads=((0, 9),))])

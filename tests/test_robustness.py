@@ -7,7 +7,7 @@ import torch
 from interp.attention.robustness import (cas_variants, content_positions, is_function_token,
                                          matched_control_positions, variant_prompt)
 from interp.errors import InterpError
-from interp.models.tracing import run_with_cache
+from interp.api import run_with_cache
 from interp.prompts import Part, Prompt, build_prompt
 
 

@@ -28,18 +28,6 @@ def save_cas(run_dir: str | os.PathLike, key: str, cas: np.ndarray, spans: Seque
     return rel
 
 
-def cas_dataarray(cas: np.ndarray, spans: Sequence[str], span_len: Sequence[float] | None = None):
-    """One generation's CAS ``[steps, layers, spans, heads]`` as an `xarray.DataArray` with named dims
-    (``step``, ``layer``, ``span``, ``head``) and span names as coordinates: ``g.cas.sel(span="constraints")``."""
-    import xarray as xr
-
-    T, L, S, H = cas.shape
-    attrs = {} if span_len is None else {"span_len": {n: float(x) for n, x in zip(spans, span_len)}}
-    return xr.DataArray(np.asarray(cas), dims=("step", "layer", "span", "head"),
-                        coords={"step": np.arange(T), "layer": np.arange(L), "span": list(spans), "head": np.arange(H)},
-                        name="cas", attrs=attrs)
-
-
 def read_cas(run_dir: str | os.PathLike, rel: str) -> tuple[np.ndarray, list[str], np.ndarray]:
     with np.load(Path(run_dir) / rel) as z:
         return z["cas"].astype(np.float32), [str(s) for s in z["spans"]], z["span_len"]

@@ -9,7 +9,6 @@ reference (one `forward_teacher_forced` per intervention) the batched sweep is t
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -19,25 +18,7 @@ import torch
 from ..models.generation import Batch, forward_teacher_forced
 from ..models.hooked_attention import AttentionHooks
 from ..prompts import Prompt
-from .spec import Intervention, InterventionProvider
-
-
-@dataclass
-class RowInterventions:
-    """Hook provider that runs `rows[b]` in row b of a batch it did not build (e.g. a teacher-forced pass)."""
-
-    n_layers: int
-    n_heads: int
-    rows: Sequence[Sequence[Intervention]]
-    _inner: InterventionProvider | None = field(default=None, repr=False)
-
-    def attach(self, hooks: AttentionHooks, batch: Batch) -> None:
-        batch.extras = [{"interventions": list(r)} for r in self.rows]
-        self._inner = InterventionProvider(self.n_layers, self.n_heads)
-        self._inner.attach(hooks, batch)
-
-    def collect(self, batch: Batch, n_tokens: list[int]) -> list[dict]:
-        return self._inner.collect(batch, n_tokens)
+from .spec import Intervention, InterventionProvider, RowInterventions  # noqa: F401 (re-exported)
 
 
 def sweep_interventions(n_layers: int, n_heads: int, target="constraints", op: str = "knockout", alpha: float = 1.0,

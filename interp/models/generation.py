@@ -1,17 +1,16 @@
 """Batched, KV-cached generation with hook providers that observe/edit attention at every step.
 
 A lean decoding loop over the transformers model (left padding, greedy or seeded sampling, stop
-strings, EOS, progress bar). What to record and what to change are values: ``capture=[CAS()]`` and
-``interventions=[Intervention(...)]`` (one list for every prompt, or one list per prompt); `generate` builds
-their per-batch hook providers with the model's shapes. The same hooks run in a teacher-forced pass
-(`forward_teacher_forced`, `interp.trace`).
+strings, EOS, progress bar). Hook providers (CAS capture, interventions) attach to an `AttentionHooks` set
+per batch; the same hooks run in a teacher-forced pass (`forward_teacher_forced`). The researcher-facing calls
+(`interp.generate(capture=..., interventions=...)`, `interp.trace`) are in `interp.api`.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol, Sequence
+from typing import Protocol, Sequence
 
 import torch
 
@@ -105,17 +104,24 @@ class Generation:
 
     @property
     def cas(self):
-        """CAS as an `xarray.DataArray` with dims (step, layer, span, head); needs ``capture=[interp.CAS()]``."""
+        """CAS as an `xarray.DataArray` with dims (step, layer, span, head), span names as coordinates
+        (``g.cas.sel(span="constraints")``); needs ``capture=[interp.CAS()]``."""
         if "cas" not in self.extras:
             raise InterpError("this generation has no CAS: pass capture=[interp.CAS()] to interp.generate")
-        from ..attention.storage import cas_dataarray
+        import numpy as np
+        import xarray as xr
 
-        return cas_dataarray(self.extras["cas"], self.extras["cas_spans"], self.extras.get("cas_span_len"))
+        cas, spans = np.asarray(self.extras["cas"]), list(self.extras["cas_spans"])
+        T, L, _, H = cas.shape
+        lens = self.extras.get("cas_span_len")
+        return xr.DataArray(cas, dims=("step", "layer", "span", "head"), name="cas",
+                            coords={"step": np.arange(T), "layer": np.arange(L), "span": spans, "head": np.arange(H)},
+                            attrs={} if lens is None else {"span_len": dict(zip(spans, map(float, lens)))})
 
     @property
     def interventions(self) -> list:
         """The interventions this row ran (as `interp.Intervention` values, in the order they composed)."""
-        from ..interventions.spec import Intervention
+        from ..interventions.ops import Intervention
 
         return [Intervention.from_dict(d) for d in self.extras.get("interventions", [])]
 
@@ -349,48 +355,21 @@ def forward_teacher_forced(model, tokenizer, prompts: Sequence[Prompt], outputs:
     return logits, batch, extras
 
 
-def _per_prompt_interventions(interventions, n: int) -> list[list]:
-    """`interventions` as one list per prompt: a flat list applies to every prompt, a list of lists is per prompt."""
-    from ..interventions.spec import Intervention
-
-    ivs = list(interventions)
-    if all(isinstance(x, (Intervention, dict)) for x in ivs):
-        return [list(ivs) for _ in range(n)]
-    if len(ivs) != n or not all(isinstance(x, (list, tuple)) for x in ivs):
-        raise InterpError(f"interventions: give one list for all prompts or one list per prompt ({n} lists), "
-                          f"got {type(ivs[0]).__name__} items" if ivs else "interventions: empty")
-    return [list(x) for x in ivs]
-
-
-def generate(model, prompts: Sequence[Prompt | str], cfg: GenConfig | None = None,
+def generate(model, prompts: Sequence[Prompt], cfg: GenConfig | None = None,
              providers_for_batch=None, progress: bool = True, row_keys: Sequence[str] | None = None,
-             row_extras: Sequence[dict] | None = None, *, capture: Sequence[CaptureSpec] = (),
-             interventions: Sequence[Any] | None = None, **gen_kwargs) -> list[Generation]:
+             row_extras: Sequence[dict] | None = None) -> list[Generation]:
     """Generate for many prompts in batches of `cfg.batch_size` (prompts of similar length together).
 
-    `model` is a LoadedModel; prompts are `Prompt`s (`build_prompt`) or plain strings (a one-part chat prompt).
-    `capture`: what to record (e.g. ``[interp.CAS()]``); `interventions`: `Intervention`s for every prompt, or
-    one list per prompt; `gen_kwargs`: `GenConfig` fields (``max_new_tokens=32``). Results come back in input
-    order as `Generation`s (``g.cas``, ``g.interventions``). Lower level: `providers_for_batch(batch) ->
-    list[HookProvider]` and per-row `row_extras` (``{"interventions": [...]}``) for custom providers.
+    The low-level loop under `interp.generate` (`interp.api`): `model` is a LoadedModel,
+    `providers_for_batch(batch) -> list[HookProvider]` builds the hook providers of each batch and `row_extras`
+    are per-row data for them (``{"interventions": [...]}``). Interventions in `row_extras` that no provider
+    applies are an error. Results come back in input order.
     """
     from tqdm.auto import tqdm
 
-    if gen_kwargs:
-        bad = set(gen_kwargs) - set(GenConfig.__dataclass_fields__)
-        if bad:
-            raise InterpError(f"generate() got unknown settings {sorted(bad)}; GenConfig has "
-                              f"{sorted(GenConfig.__dataclass_fields__)}")
-        cfg = GenConfig(**{**asdict(cfg or GenConfig()), **gen_kwargs})
     cfg = cfg or GenConfig()
-    prompts = [_as_prompt(model, p) for p in prompts]
     if not prompts:
         return []
-    if interventions is not None:
-        if row_extras is not None and any("interventions" in e for e in row_extras):
-            raise InterpError("give interventions either as interventions= or in row_extras, not both")
-        per = _per_prompt_interventions(interventions, len(prompts))
-        row_extras = [{**(row_extras[i] if row_extras else {}), "interventions": per[i]} for i in range(len(prompts))]
     wants_iv = bool(row_extras) and any(e.get("interventions") for e in row_extras)  # type: ignore[union-attr]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i].input_ids))
     results: list[Generation | None] = [None] * len(prompts)
@@ -403,33 +382,11 @@ def generate(model, prompts: Sequence[Prompt | str], cfg: GenConfig | None = Non
         batch.row_keys = [row_keys[i] for i in idx] if row_keys else []
         batch.extras = [row_extras[i] for i in idx] if row_extras else [{} for _ in idx]
         providers = list(providers_for_batch(batch)) if providers_for_batch else []
-        providers += [spec.provider(model, cfg.max_new_tokens) for spec in capture]
-        if wants_iv and not any(_reads_interventions(p) for p in providers):
-            from ..interventions.spec import InterventionProvider
-
-            if providers_for_batch is not None and interventions is None:
-                raise InterpError("row_extras carry interventions but no provider of this batch applies them; "
-                                  "pass interventions=[...] (or add an InterventionProvider)")
-            providers.insert(0, InterventionProvider(model.n_layers, model.n_heads))
+        if wants_iv and not any(getattr(p, "reads_interventions", False) for p in providers):
+            raise InterpError("row_extras carry interventions but no provider of this batch applies them; use "
+                              "interp.generate(..., interventions=[...]) or add an InterventionProvider")
         for i, g in zip(idx, generate_batch(model.hf, model.tokenizer, batch, cfg, providers)):
             results[i] = g
         bar.update(len(idx))
     bar.close()
     return results  # type: ignore[return-value]
-
-
-def _reads_interventions(provider) -> bool:
-    from ..interventions.spec import InterventionProvider
-
-    return isinstance(provider, InterventionProvider) or getattr(provider, "reads_interventions", False)
-
-
-def _as_prompt(model, p: Prompt | str) -> Prompt:
-    """A plain string becomes a one-part ("task") chat prompt of the model's template."""
-    if isinstance(p, Prompt):
-        return p
-    if isinstance(p, str):
-        from ..prompts import Part, build_prompt
-
-        return build_prompt(model.tokenizer, [Part("task", p)])
-    raise InterpError(f"prompts must be interp.Prompt (build_prompt) or str, got {type(p).__name__}")

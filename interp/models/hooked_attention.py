@@ -33,16 +33,24 @@ import contextvars
 import re
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
+
+from ..errors import InterpError
 
 HOOK_KINDS = ("hook_attn_mask", "hook_attn_scores", "hook_v", "hook_pattern")
 _NAME = re.compile(r"^blocks\.(\d+|\*)\.attn\.(" + "|".join(HOOK_KINDS) + r")$")
 _EAGER_KINDS = ("hook_attn_scores", "hook_v", "hook_pattern")
 _ACTIVE: contextvars.ContextVar["AttentionHooks | None"] = contextvars.ContextVar("interp_hooks", default=None)
 ATTN_NAME = "interp"
+# Architectures whose attention goes through transformers' pluggable attention interface and whose hooked
+# attention is verified against HF eager attention by tests/test_conformance.py (every entry must be there).
+SUPPORTED_MODEL_TYPES = {
+    "llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "phi3", "olmo", "olmo2",
+    "granite", "starcoder2", "smollm3", "qwen2_moe", "qwen3_moe", "mixtral", "gpt_neox", "gpt_oss", "gpt2", "phi",
+}
 
 
 @dataclass
@@ -114,8 +122,6 @@ class AttentionHooks:
         """Refuse hook points on layers the model does not have (they would never fire)."""
         bad = sorted(l for l in self._fns if l != "*" and not 0 <= int(l) < n_layers)
         if bad:
-            from ..errors import InterpError
-
             raise InterpError(f"hook points on layers {bad} of a model with {n_layers} layers (0-{n_layers - 1}) "
                               "would never fire")
 
@@ -133,6 +139,48 @@ class AttentionHooks:
 
 def active_hooks() -> "AttentionHooks | None":
     return _ACTIVE.get()
+
+
+def hook_names(model) -> list[str]:
+    """Every hook point of `model`, in TransformerLens naming (``blocks.{l}.attn.{kind}``)."""
+    return [f"blocks.{l}.attn.{k}" for l in range(model.n_layers) for k in HOOK_KINDS]
+
+
+def _resolve(model, name: str | Callable[[str], bool]) -> list[str]:
+    """A hook name, a ``*`` pattern (``blocks.*.attn.hook_pattern``) or a name filter -> concrete names."""
+    every = hook_names(model)
+    if callable(name):
+        found = [n for n in every if name(n)]
+    elif "*" in name:
+        rx = re.compile("^" + re.escape(name).replace(r"\*", r"[^.]+") + "$")
+        found = [n for n in every if rx.match(n)]
+    else:
+        m = re.match(r"^blocks\.(\d+)\.attn\.(\w+)$", name)
+        if not m or m.group(2) not in HOOK_KINDS:
+            raise InterpError(f"unknown hook point {name!r}; expected blocks.<layer>.attn.<{'|'.join(HOOK_KINDS)}>")
+        if not 0 <= int(m.group(1)) < model.n_layers:
+            raise InterpError(f"hook point {name!r}: the model has layers 0-{model.n_layers - 1}, so it would "
+                              "never fire")
+        found = [name]
+    if not found:
+        raise InterpError(f"hook filter {name!r} matches no hook point of this model (see interp.hook_names(m))")
+    return found
+
+
+def hooks(model, fwd_hooks: Any = ()) -> AttentionHooks:
+    """An `AttentionHooks` block with `fwd_hooks` (``[(name or filter, fn)]`` or ``{name: fn}``) on `model`.
+
+    ``fn(tensor, call)`` gets the tensor (see `interp.models.hooked_attention`) and an `AttnCall`; returning a
+    tensor replaces it. Use as ``with interp.hooks(m, ...):``; hooks are removed on exit.
+    """
+    pairs = list(fwd_hooks.items()) if isinstance(fwd_hooks, dict) else list(fwd_hooks)
+    h = AttentionHooks()
+    for name, fn in pairs:
+        if not callable(fn):
+            raise InterpError(f"hook for {name!r} is not callable")
+        for n in _resolve(model, name):
+            h.add(n, fn)
+    return h
 
 
 def _additive_mask(attention_mask, query, kv_len: int) -> torch.Tensor:
@@ -253,6 +301,19 @@ def hooked_attention_forward(module, query, key, value, attention_mask, scaling=
     return out.transpose(1, 2).contiguous(), None
 
 
+def check_supported(config, what: str | None = None) -> None:
+    """Raise one `InterpError` naming the supported families (and how to add one) for any other model type."""
+    mt = getattr(config, "model_type", None)
+    if mt in SUPPORTED_MODEL_TYPES:
+        return
+    of = f" of {what!r}" if what else ""
+    raise InterpError(
+        f"model type {mt!r}{of} is not supported for hooked attention (CAS and interventions would not be checked "
+        f"against HF eager attention); supported: {', '.join(sorted(SUPPORTED_MODEL_TYPES))}. To add a family, "
+        f"add it to SUPPORTED_MODEL_TYPES and to FAMILIES in tests/test_conformance.py and make that suite pass "
+        f"(README: 'Adding a model family')")
+
+
 _installed = False
 
 
@@ -261,8 +322,6 @@ def install(model) -> None:
 
     Raises `InterpError` for a model type whose hooked attention is not verified (see `check_supported`).
     """
-    from .loading import check_supported
-
     global _installed
     check_supported(model.config)
     if not _installed:

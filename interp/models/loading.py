@@ -20,17 +20,12 @@ import torch
 
 from ..errors import InterpError
 from ..paths import cache_dir
+from .hooked_attention import SUPPORTED_MODEL_TYPES, check_supported, install  # noqa: F401 (re-exported)
 
 DEFAULT_MODEL = "smollm2-135m"
 DEFAULT_ALIASES = {"smollm2-135m", "default", "embedded", "HuggingFaceTB/SmolLM2-135M-Instruct-GGUF"}
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_HUB_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct"
-# Architectures whose attention goes through transformers' pluggable attention interface and whose hooked
-# attention is verified against HF eager attention by tests/test_conformance.py (every entry must be there).
-SUPPORTED_MODEL_TYPES = {
-    "llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "phi3", "olmo", "olmo2",
-    "granite", "starcoder2", "smollm3", "qwen2_moe", "qwen3_moe", "mixtral", "gpt_neox", "gpt_oss", "gpt2", "phi",
-}
 log = logging.getLogger(__name__)
 
 
@@ -83,8 +78,8 @@ class LoadedModel:
 
     def hooks(self, fwd_hooks=()):
         """``with m.hooks([(name, fn), ...]):`` hook points that fire on any forward of this model (see
-        `interp.models.tracing.hooks`); names are checked against the model."""
-        from .tracing import hooks
+        `interp.api.hooks`); names are checked against the model."""
+        from .hooked_attention import hooks
 
         return hooks(self, fwd_hooks)
 
@@ -172,19 +167,6 @@ def _convert_gguf(path: Path) -> Path:
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
     return target
-
-
-def check_supported(config, what: str | None = None) -> None:
-    """Raise one `InterpError` naming the supported families (and how to add one) for any other model type."""
-    mt = getattr(config, "model_type", None)
-    if mt in SUPPORTED_MODEL_TYPES:
-        return
-    of = f" of {what!r}" if what else ""
-    raise InterpError(
-        f"model type {mt!r}{of} is not supported for hooked attention (CAS and interventions would not be checked "
-        f"against HF eager attention); supported: {', '.join(sorted(SUPPORTED_MODEL_TYPES))}. To add a family, "
-        f"add it to SUPPORTED_MODEL_TYPES and to FAMILIES in tests/test_conformance.py and make that suite pass "
-        f"(README: 'Adding a model family')")
 
 
 def load_tokenizer(spec: str | None = DEFAULT_MODEL):
@@ -288,8 +270,6 @@ def load_model(spec: str | None = DEFAULT_MODEL, dtype: str | torch.dtype | None
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = "left"
-    from .hooked_attention import install
-
     install(hf)
     return LoadedModel(hf=hf, tokenizer=tok, model_id=model_id, source=str(folder), revision=rev,
                        load_seconds=time.perf_counter() - t0)

@@ -1,70 +1,85 @@
-"""Hooks on any forward, TransformerLens style: `hooks`, `run_with_hooks`, `run_with_cache`, `trace`.
+"""The researcher-facing calls: generate, trace and run with hooks, TransformerLens / nnsight style.
 
+- `generate(m, prompts, capture=[CAS()], interventions=[...])`: batched, KV-cached generation returning
+  `Generation`s with ``g.cas`` (labelled xarray) and ``g.interventions``. What to record and what to change are
+  values (`interp.CAS`, `interp.Intervention`); their per-batch hook providers are built here with the model's
+  shapes. `interventions` is one list for every prompt or one list per prompt.
 - ``with interp.hooks(m, [("blocks.3.attn.hook_pattern", fn)]):`` (or ``m.hooks(...)``) makes the named hook
   points fire on every forward of the model inside the block: a plain ``m.hf(**inputs)``, HF ``generate`` and
-  `interp.generate` alike. Names are checked against the model, so a hook that could never fire is an error.
+  `generate` alike. Names are checked against the model, so a hook that could never fire is an error.
 - `run_with_hooks(m, prompts, fwd_hooks)` -> logits; `run_with_cache(m, prompts, names, rows)` -> (logits,
   cache) with the hooked tensors of the query rows asked for (``rows=[-1]``: each prompt's last token).
 - `trace(m, prompts, outputs, capture=[CAS()], interventions=...)`: a teacher-forced pass over stored outputs
-  with the same capture and intervention values as `interp.generate`, returning `Generation`s plus logits.
+  with the same capture and intervention values as `generate`, returning `Generation`s plus logits.
 
 Prompts are `Prompt`s or plain strings (a one-part chat prompt). Batches are left-padded: row b's first
-``pad[b]`` positions (``cache.pad``, ``result.pad``) are padding.
+``pad[b]`` positions (``cache.pad``, ``result.pad``) are padding. The layers below: `interp.models.generation`
+(the decoding loop and hook providers), `interp.models.hooked_attention` (hook points).
 """
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable, Sequence
 
 import torch
 
-from ..errors import InterpError
-from ..prompts import Prompt
-from .generation import (Batch, CaptureSpec, Generation, _as_prompt, _per_prompt_interventions, forward_teacher_forced,
-                         make_batch)
-from .hooked_attention import HOOK_KINDS, AttentionHooks, AttnCall, HookFn
-
-def hook_names(model) -> list[str]:
-    """Every hook point of `model`, in TransformerLens naming (``blocks.{l}.attn.{kind}``)."""
-    return [f"blocks.{l}.attn.{k}" for l in range(model.n_layers) for k in HOOK_KINDS]
+from .errors import InterpError
+from .interventions.ops import Intervention
+from .interventions.spec import InterventionProvider, RowInterventions
+from .models.generation import (Batch, CaptureSpec, GenConfig, Generation, forward_teacher_forced, make_batch)
+from .models.generation import generate as _generate
+from .models.hooked_attention import AttentionHooks, AttnCall, HookFn, _resolve, hook_names, hooks  # noqa: F401
+from .prompts import Part, Prompt, build_prompt
 
 
-def _resolve(model, name: str | Callable[[str], bool]) -> list[str]:
-    """A hook name, a ``*`` pattern (``blocks.*.attn.hook_pattern``) or a name filter -> concrete names."""
-    every = hook_names(model)
-    if callable(name):
-        found = [n for n in every if name(n)]
-    elif "*" in name:
-        rx = re.compile("^" + re.escape(name).replace(r"\*", r"[^.]+") + "$")
-        found = [n for n in every if rx.match(n)]
-    else:
-        m = re.match(r"^blocks\.(\d+)\.attn\.(\w+)$", name)
-        if not m or m.group(2) not in HOOK_KINDS:
-            raise InterpError(f"unknown hook point {name!r}; expected blocks.<layer>.attn.<{'|'.join(HOOK_KINDS)}>")
-        if not 0 <= int(m.group(1)) < model.n_layers:
-            raise InterpError(f"hook point {name!r}: the model has layers 0-{model.n_layers - 1}, so it would "
-                              "never fire")
-        found = [name]
-    if not found:
-        raise InterpError(f"hook filter {name!r} matches no hook point of this model (see interp.hook_names(m))")
-    return found
+def _as_prompt(model, p: Prompt | str) -> Prompt:
+    """A plain string becomes a one-part ("task") chat prompt of the model's template."""
+    if isinstance(p, Prompt):
+        return p
+    if isinstance(p, str):
+        return build_prompt(model.tokenizer, [Part("task", p)])
+    raise InterpError(f"prompts must be interp.Prompt (build_prompt) or str, got {type(p).__name__}")
 
 
-def hooks(model, fwd_hooks: Any = ()) -> AttentionHooks:
-    """An `AttentionHooks` block with `fwd_hooks` (``[(name or filter, fn)]`` or ``{name: fn}``) on `model`.
+def _per_prompt(interventions, n: int) -> list[list]:
+    """`interventions` as one list per prompt: a flat list applies to every prompt, a list of lists is per prompt."""
+    ivs = list(interventions)
+    if all(isinstance(x, (Intervention, dict)) for x in ivs):
+        return [list(ivs) for _ in range(n)]
+    if len(ivs) != n or not all(isinstance(x, (list, tuple)) for x in ivs):
+        raise InterpError(f"interventions: give one list for all prompts or one list per prompt ({n} lists), "
+                          f"got {type(ivs[0]).__name__} items" if ivs else "interventions: empty")
+    return [list(x) for x in ivs]
 
-    ``fn(tensor, call)`` gets the tensor (see `interp.models.hooked_attention`) and an `AttnCall`; returning a
-    tensor replaces it. Use as ``with interp.hooks(m, ...):``; hooks are removed on exit.
+
+def generate(model, prompts: Sequence[Prompt | str], cfg: GenConfig | None = None, *,
+             capture: Sequence[CaptureSpec] = (), interventions: Sequence[Any] | None = None, progress: bool = True,
+             row_keys: Sequence[str] | None = None, providers_for_batch=None, **gen_kwargs) -> list[Generation]:
+    """Generate for `prompts` with `capture` recorded and `interventions` applied; `Generation`s in input order.
+
+    `gen_kwargs` are `GenConfig` fields (``max_new_tokens=32``, ``temperature=0.7``, ...), over `cfg`.
+    `row_keys` seed each row's sampler (a row's sample does not depend on its batch). `providers_for_batch`
+    adds low-level hook providers of your own (e.g. a `ThinkingBudget`), built per batch.
     """
-    pairs = list(fwd_hooks.items()) if isinstance(fwd_hooks, dict) else list(fwd_hooks)
-    h = AttentionHooks()
-    for name, fn in pairs:
-        if not callable(fn):
-            raise InterpError(f"hook for {name!r} is not callable")
-        for n in _resolve(model, name):
-            h.add(n, fn)
-    return h
+    if gen_kwargs:
+        bad = set(gen_kwargs) - set(GenConfig.__dataclass_fields__)
+        if bad:
+            raise InterpError(f"generate() got unknown settings {sorted(bad)}; GenConfig has "
+                              f"{sorted(GenConfig.__dataclass_fields__)}")
+        cfg = GenConfig(**{**asdict(cfg or GenConfig()), **gen_kwargs})
+    cfg = cfg or GenConfig()
+    ps = [_as_prompt(model, p) for p in prompts]
+    extras = None
+    if interventions is not None:
+        extras = [{"interventions": r} for r in _per_prompt(interventions, len(ps))]
+
+    def providers(batch: Batch) -> list:
+        out: list = [InterventionProvider(model.n_layers, model.n_heads)] if extras else []
+        out += list(providers_for_batch(batch)) if providers_for_batch else []
+        return out + [spec.provider(model, cfg.max_new_tokens) for spec in capture]
+
+    return _generate(model, ps, cfg, providers_for_batch=providers, progress=progress, row_keys=row_keys,
+                     row_extras=extras)
 
 
 def _batch(model, prompts: Sequence[Prompt | str]) -> Batch:
@@ -188,30 +203,10 @@ def trace(model, prompts: Sequence[Prompt | str], outputs: Sequence[Sequence[int
     n_max = max((len(o) for o in outs), default=0)
     provs: list = []
     if interventions is not None:
-        per = _per_prompt_interventions(interventions, len(ps))
-        provs.append(_RowInterventions(model.n_layers, model.n_heads, per))
+        per = _per_prompt(interventions, len(ps))
+        provs.append(RowInterventions(model.n_layers, model.n_heads, per))
     provs += [spec.provider(model, max(1, n_max)) for spec in capture]
     logits, batch, extras = forward_teacher_forced(model, ps, outs, provs, grad=grad)
     text = [model.tokenizer.decode(o, skip_special_tokens=True) for o in outs]
     gens = [Generation(p, t, o, "teacher_forced", e) for p, t, o, e in zip(ps, text, outs, extras)]
     return TraceResult(logits, gens, list(batch.pad))
-
-
-@dataclass
-class _RowInterventions:
-    """An `InterventionProvider` whose per-row lists are given directly (the teacher-forced batch has no extras)."""
-
-    n_layers: int
-    n_heads: int
-    per_row: list[list]
-    _inner: Any = None
-
-    def attach(self, hooks_: AttentionHooks, batch: Batch) -> None:
-        from ..interventions.spec import InterventionProvider
-
-        batch.extras = [{"interventions": r} for r in self.per_row]
-        self._inner = InterventionProvider(self.n_layers, self.n_heads)
-        self._inner.attach(hooks_, batch)
-
-    def collect(self, batch: Batch, n_tokens: list[int]) -> list[dict]:
-        return self._inner.collect(batch, n_tokens)

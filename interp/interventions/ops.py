@@ -1,0 +1,220 @@
+"""Intervention values and their operations, with no dependency on models or batches (a leaf module).
+
+An `Intervention` names a target span, an operation and where it acts; it is a frozen, JSON-serialisable
+value (pyvene/nnsight style). Operations are small registered classes (`InterventionOp`; one class = one op,
+`register_op`):
+- ``knockout``: the selected (query row, head, target key) entries of the attention mask set to the
+  dtype's minimum (attention on the target becomes exactly 0);
+- ``scale``: log(alpha) added to those mask entries; alpha < 1 damps, alpha > 1 boosts, softmax
+  renormalises (PASTA-style);
+- ``mean_ablate``: the target keys' value vectors replaced by the mean value over the prompt.
+
+`interp.interventions.spec.InterventionProvider` turns them into attention hooks for a batch.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from ..errors import InterpError
+from ..prompts import Prompt
+from ..registry import Registry, ref_of
+
+
+class InterventionOp:
+    """One intervention operation. Subclasses set `name` and override exactly one way of editing:
+
+    - `mask_bias(iv)`: a float added to the attention mask on the selected entries (``-inf`` = knockout);
+      runs as a ``hook_attn_mask`` (SDPA stays on);
+    - `edit_values(v, sel, ctx)`: new values ``[B, H, K, D]`` given ``sel`` ``[B, H, K]`` (the selected keys)
+      and ``ctx.prompt_keys`` ``[B, K]``; runs as a ``hook_v``.
+    `check(iv)` validates an intervention's parameters (raise `InterpError`).
+    """
+
+    name: ClassVar[str] = ""
+    edits: ClassVar[str] = "mask"  # "mask" | "values"
+
+    def check(self, iv: "Intervention") -> None:
+        return None
+
+    def mask_bias(self, iv: "Intervention") -> float:
+        raise NotImplementedError
+
+    def edit_values(self, v: torch.Tensor, sel: torch.Tensor, ctx: "_ValueContext") -> torch.Tensor:
+        raise NotImplementedError
+
+
+OPS: Registry[InterventionOp] = Registry("intervention op", group="interp.ops",
+                                         hint="define an InterventionOp subclass with @register_op")
+
+
+def register_op(cls=None, *, replace: bool = False):
+    """Class decorator: registers one instance of an `InterventionOp` subclass under `cls.name` in `OPS`
+    (the registry shared with tasks and constraint types; installed packages add ops via `interp.ops`).
+
+    A second op under a taken name is an error unless `replace=True` says it is meant.
+    """
+
+    def deco(c):
+        inst = c()
+        if not inst.name or inst.edits not in ("mask", "values"):
+            raise InterpError(f"{c.__name__} needs a `name` and `edits` in ('mask', 'values')")
+        OPS.register(inst.name, inst, replace=replace, ref=ref_of(c))
+        return c
+
+    return deco if cls is None else deco(cls)
+
+
+def get_op(name: str) -> InterventionOp:
+    """The op registered as `name` (entry-point plugins loaded on a miss); `InterpError` when unknown."""
+    return OPS.lookup(name)
+
+
+@register_op
+class Knockout(InterventionOp):
+    """Attention on the target becomes exactly 0 (mask entries set to the dtype's minimum)."""
+
+    name = "knockout"
+
+    def mask_bias(self, iv):
+        return -math.inf
+
+
+@register_op
+class Scale(InterventionOp):
+    """Attention on the target multiplied by alpha before renormalisation (log(alpha) added to the mask)."""
+
+    name = "scale"
+
+    def check(self, iv):
+        if not iv.alpha > 0:
+            raise InterpError("scale needs alpha > 0 (use knockout for alpha = 0)")
+
+    def mask_bias(self, iv):
+        return math.log(iv.alpha)
+
+
+@register_op
+class MeanAblate(InterventionOp):
+    """The target keys' value vectors replaced by the mean value over the prompt's tokens."""
+
+    name = "mean_ablate"
+    edits = "values"
+
+    def edit_values(self, v, sel, ctx):
+        mean = ctx.memo.get("mean")
+        if mean is None:  # the prompt's values are the same at every decoding step: averaged once per layer
+            pk = ctx.prompt_keys[:, None, :, None].to(v.dtype)
+            mean = ctx.memo["mean"] = (v * pk).sum(2, keepdim=True) / pk.sum(2, keepdim=True).clamp(min=1)
+        return torch.where(sel[..., None], mean, v)
+
+
+@dataclass(frozen=True)
+class Intervention:
+    """What to do to attention. `target`: part names (unioned), "constraints" (all constraint_* parts),
+    or "random:<name>" (a random span of the same length as <name> elsewhere in the prompt, seeded).
+    `layers`/`heads`: None = all; `heads` as (layer, head) pairs overrides `layers`.
+    `steps`: [start, end) of generated-token steps (end None = to the end); `prefill`: also prompt rows.
+    """
+
+    target: tuple[str, ...] = ("constraints",)
+    op: str = "scale"
+    alpha: float = 1.0
+    layers: tuple[int, ...] | None = None
+    heads: tuple[tuple[int, int], ...] | None = None
+    steps: tuple[int, int | None] = (0, None)
+    prefill: bool = False
+    seed: int = 0
+    label: str = ""
+
+    def __post_init__(self):
+        get_op(self.op).check(self)
+        object.__setattr__(self, "target", tuple([self.target] if isinstance(self.target, str) else self.target))
+        if self.layers is not None:
+            object.__setattr__(self, "layers", tuple(int(x) for x in self.layers))
+        if self.heads is not None:
+            object.__setattr__(self, "heads", tuple((int(a), int(b)) for a, b in self.heads))
+        object.__setattr__(self, "steps", (int(self.steps[0]), None if self.steps[1] is None else int(self.steps[1])))
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["target"] = list(self.target)
+        d["layers"] = None if self.layers is None else list(self.layers)
+        d["heads"] = None if self.heads is None else [list(h) for h in self.heads]
+        d["steps"] = list(self.steps)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Intervention":
+        d = dict(d)
+        d["target"] = tuple(d.get("target", ("constraints",)))
+        d["steps"] = tuple(d.get("steps", (0, None)))
+        if d.get("heads") is not None:
+            d["heads"] = tuple(tuple(h) for h in d["heads"])
+        if d.get("layers") is not None:
+            d["layers"] = tuple(d["layers"])
+        return cls(**d)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @property
+    def key(self) -> str:
+        return hashlib.sha1(self.to_json().encode()).hexdigest()[:12]
+
+    def head_mask(self, n_layers: int, n_heads: int) -> np.ndarray:
+        """[layers, heads] bool of where this intervention acts."""
+        m = np.zeros((n_layers, n_heads), dtype=bool)
+        if self.heads is not None:
+            for l, h in self.heads:
+                m[l, h] = True
+        else:
+            m[list(range(n_layers)) if self.layers is None else list(self.layers)] = True
+        return m
+
+
+def target_positions(prompt: Prompt, iv: Intervention) -> list[int]:
+    """Token positions (unpadded) of an intervention's target in `prompt`."""
+    pos: set[int] = set()
+    for t in iv.target:
+        if t.startswith("random:"):
+            ref = prompt.spans.get(t.split(":", 1)[1])
+            if ref is None:
+                continue
+            pos.update(random_span(prompt, ref, iv.seed))
+        elif t == "constraints":
+            for n, (s, e) in prompt.spans.items():
+                if n.startswith("constraint_"):
+                    pos.update(range(s, e))
+        elif t in prompt.spans:
+            s, e = prompt.spans[t]
+            pos.update(range(s, e))
+    return sorted(pos)
+
+
+def random_span(prompt: Prompt, ref: tuple[int, int], seed: int) -> range:
+    """A contiguous span as long as `ref`, elsewhere in the prompt (not overlapping it, not token 0)."""
+    n = ref[1] - ref[0]
+    P = len(prompt.input_ids)
+    starts = [s for s in range(1, P - n + 1) if s + n <= ref[0] or s >= ref[1]]
+    if not starts or n == 0:
+        return range(0)
+    h = int(hashlib.sha1(f"{seed}|{prompt.input_ids}".encode()).hexdigest()[:8], 16)
+    s = starts[np.random.default_rng(h).integers(len(starts))]
+    return range(s, s + n)
+
+
+@dataclass
+class _ValueContext:
+    """What a value op may use besides the values: which keys are prompt tokens (``[B, K]`` bool), and `memo`,
+    a dict private to this op and layer that lasts for the batch while the call's keys start at the same
+    absolute position (for quantities of the prompt's keys, which no decoding step changes)."""
+
+    prompt_keys: torch.Tensor
+    memo: dict
