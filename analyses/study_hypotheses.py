@@ -214,25 +214,30 @@ def h6(cd: dict) -> list[dict]:
 
 
 # ---- H3 and H4 ---------------------------------------------------------------------------------------------
-MAIN = {"rescue": "damp:constraints:all", "induce": "boost:constraints:all"}
+ARMS = (("rescue", "H3", "damp:constraints:all"), ("rescue", "H3 (knockout)", "knockout:constraints:all"),
+        ("rescue", "H3 (top-10 heads)", "damp:constraints:top10"), ("induce", "H4", "boost:constraints:all"),
+        ("induce", "H4 (top-10 heads)", "boost:constraints:top10"))  # the pre-registered arm first, then secondaries
 
 
 def h3_h4(abl: list[dict]) -> list[dict]:
+    """Each main arm against every control of its operation, paired over the same generations; the primary H3
+    and H4 verdict is the intersection-union over their controls."""
     if not abl:
         return [_rows(Verdict(h, "ablations", "", 0, math.nan, math.nan, math.nan, math.nan, "", 1, SESOI_RATE,
                               "not run"), "rate difference") for h in ("H3", "H4")]
     df = pd.DataFrame(abl).drop_duplicates(["base_key", "arm"], keep="last")
     out = []
-    for stage, hyp in (("rescue", "H3"), ("induce", "H4")):
+    for stage, hyp, main_arm in ARMS:
         g = df[df.stage == stage]
         flips = g.pivot(index="base_key", columns="arm", values="flipped").astype(float)
-        main_arm = MAIN[stage]
+        if main_arm not in flips.columns:
+            continue
         op = main_arm.split(":")[0]
         controls = {"replay": "none", "random span": f"{op}:random_span:all", "task": f"{op}:task:all",
                     "random heads": next((a for a in flips.columns if a.startswith(f"{op}:constraints:random")), None)}
         verdicts = []
         for name, arm in controls.items():
-            if arm is None or arm not in flips.columns or main_arm not in flips.columns:
+            if arm is None or arm not in flips.columns:
                 continue
             both = flips[[main_arm, arm]].dropna()
             diff, lo, hi, p = paired_rate_test(both[main_arm].to_numpy(), both[arm].to_numpy(), n_boot=N_BOOT)
@@ -241,7 +246,7 @@ def h3_h4(abl: list[dict]) -> list[dict]:
             verdicts.append(v)
             out.append(_rows(v, "rate difference", rate_main=float(both[main_arm].mean()),
                              rate_control=float(both[arm].mean())))
-        if verdicts:
+        if verdicts and hyp in ("H3", "H4"):
             names = {v.verdict for v in verdicts}
             overall = ("supported" if names == {"supported"} else "not supported" if "not supported" in names
                        else "inconclusive")
