@@ -26,7 +26,8 @@ from interp.attention.storage import read_cas
 from interp.plots.study import plot_hypotheses
 from interp.rundir import RunDir
 from interp.stats import aggregate_effect, benjamini_hochberg, mann_whitney_by_cell, paired_bootstrap_diff
-from interp.stats.hypotheses import Verdict, clustered_slope, paired_rate_test, top_overlap, verdict
+from interp.stats.hypotheses import (Verdict, clustered_slope, paired_rate_test, stratified_diff, stratified_rank_test,
+                                     top_overlap, verdict)
 
 from .common import Context, main
 
@@ -117,37 +118,66 @@ def _span(cas_tuple, how: str) -> np.ndarray:
     return normalise(cas, spans, "constraints", how, span_len)
 
 
+def h2_aggregate(vals: np.ndarray, failed: np.ndarray, family: np.ndarray, comparison: str) -> Verdict:
+    """Failed vs successful per-generation values, stratified by family (van Elteren; effect: the within-family
+    difference of means, Mantel-Haenszel weights, stratified bootstrap CI)."""
+    ok = np.isfinite(vals)
+    vals, failed, family = vals[ok], failed[ok], family[ok]
+    _, p = stratified_rank_test(vals, failed, family)
+    d, lo, hi = stratified_diff(vals, failed, family, n_boot=N_BOOT)
+    sd = _pooled_sd(vals[failed], vals[~failed])
+    return verdict("H2", comparison, "constrained generations (failed / successful)", len(vals), d, lo, hi, p,
+                   "van Elteren (stratified by family)", 1, SESOI_D * sd, ALPHA)
+
+
+def _pooled_sd(a: np.ndarray, b: np.ndarray) -> float:
+    if len(a) < 2 or len(b) < 2:
+        return math.nan
+    return float(np.sqrt((a.var(ddof=1) * (len(a) - 1) + b.var(ddof=1) * (len(b) - 1)) / (len(a) + len(b) - 2)))
+
+
 def h2(cd: dict) -> tuple[list[dict], pd.DataFrame, pd.DataFrame, dict]:
+    """H2 stratified by family (pre-registered: "stratified by family where a test allows"), then the pooled
+    Mann-Whitney and each family on its own; per layer and per head with BH on the stratified p."""
     recs, live = cd["recs"], cd["live"]
-    f = [r for r in recs if not r["success"]]
-    s = [r for r in recs if r["success"]]
-    per = {k: normalise(*live[k][:2], "constraints").mean(0) for k in live}  # [layers, heads] per generation
-    pf = np.stack([per[r["key"]] for r in f])
-    ps = np.stack([per[r["key"]] for r in s])
-    af, as_ = pf.mean((1, 2)), ps.mean((1, 2))
-    e = aggregate_effect(af, as_, n_boot=N_BOOT)
-    sd = float(np.sqrt((af.var(ddof=1) * (len(af) - 1) + as_.var(ddof=1) * (len(as_) - 1)) / (len(af) + len(as_) - 2)))
-    rows = [_rows(verdict("H2", "CAS failed vs successful (aggregate)", "constrained generations (failed / successful)",
-                          len(af) + len(as_), e.diff, e.diff_lo, e.diff_hi, e.p, "Mann-Whitney U", 1, SESOI_D * sd,
-                          ALPHA), "CAS difference", n_failed=len(af), n_success=len(as_),
-                  rank_biserial=e.rank_biserial, rb_lo=e.rb_lo, rb_hi=e.rb_hi, cohens_d=e.cohens_d)]
-    layer_rows = []
-    for l in range(pf.shape[1]):
-        el = aggregate_effect(pf[:, l].mean(-1), ps[:, l].mean(-1), n_boot=0)
-        layer_rows.append({"layer": l, "diff": el.diff, "rank_biserial": el.rank_biserial, "p": el.p})
-    layers = pd.DataFrame(layer_rows)
+    per = np.stack([normalise(*live[r["key"]][:2], "constraints").mean(0) for r in recs])  # [gen, layers, heads]
+    failed = np.array([not r["success"] for r in recs])
+    family = np.array([r["family"] for r in recs])
+    agg = per.mean((1, 2))
+    main = h2_aggregate(agg, failed, family, "CAS failed vs successful (aggregate)")
+    rows = [_rows(main, "CAS difference", n_failed=int(failed.sum()), n_success=int((~failed).sum()))]
+    e = aggregate_effect(agg[failed], agg[~failed], n_boot=N_BOOT)
+    sd = _pooled_sd(agg[failed], agg[~failed])
+    rows.append(_rows(verdict("H2 (pooled)", "aggregate, families pooled (confounds family with outcome)",
+                              "constrained generations", len(agg), e.diff, e.diff_lo, e.diff_hi, e.p,
+                              "Mann-Whitney U", 1, SESOI_D * sd, ALPHA), "CAS difference",
+                      rank_biserial=e.rank_biserial, rb_lo=e.rb_lo, rb_hi=e.rb_hi))
+    for fam in sorted(set(family)):
+        m = family == fam
+        ef = aggregate_effect(agg[m & failed], agg[m & ~failed], n_boot=N_BOOT)
+        rows.append(_rows(verdict(f"H2 ({fam})", "aggregate, this family", "constrained generations", int(m.sum()),
+                                  ef.diff, ef.diff_lo, ef.diff_hi, ef.p, "Mann-Whitney U", 1,
+                                  SESOI_D * _pooled_sd(agg[m & failed], agg[m & ~failed]), ALPHA), "CAS difference",
+                          n_failed=int((m & failed).sum()), n_success=int((m & ~failed).sum())))
+    L, H = per.shape[1:]
+    z_l, p_l = stratified_rank_test(per.mean(-1), failed, family)
+    layers = pd.DataFrame({"layer": np.arange(L), "z": z_l, "p": p_l,
+                           "diff": [stratified_diff(per[:, l].mean(-1), failed, family, n_boot=0)[0] for l in range(L)]})
     layers["p_bh"] = benjamini_hochberg(layers["p"])
-    cells = mann_whitney_by_cell(pf, ps, alpha=ALPHA, n_boot=0)
-    for unit, df, pcol in (("layers", layers, "p_bh"), ("heads", cells, "p_bh")):
-        pos = int(((df[pcol] < ALPHA) & (df["diff"] > 0)).sum())
-        neg = int(((df[pcol] < ALPHA) & (df["diff"] < 0)).sum())
+    z_c, p_c = stratified_rank_test(per.reshape(len(per), -1), failed, family)
+    cells = mann_whitney_by_cell(per[failed], per[~failed], alpha=ALPHA, n_boot=0)  # pooled means, for the tables
+    cells["z_stratified"], cells["p_stratified"] = z_c, p_c
+    cells["p_bh_stratified"] = benjamini_hochberg(p_c)
+    for unit, df, zcol, pcol in (("layers", layers, "z", "p_bh"), ("heads", cells, "z_stratified", "p_bh_stratified")):
+        pos = int(((df[pcol] < ALPHA) & (df[zcol] > 0)).sum())
+        neg = int(((df[pcol] < ALPHA) & (df[zcol] < 0)).sum())
         rows.append(_rows(Verdict("H2", f"per {unit[:-1]}, BH: {pos} of {len(df)} higher in failures, {neg} lower",
-                                  unit, len(df), float(df["diff"].mean()), math.nan, math.nan,
-                                  float(df[pcol].min()), f"Mann-Whitney U per {unit[:-1]}, BH", 1, SESOI_D * sd,
-                                  count_verdict(pos, neg)), "CAS difference", n_higher=pos, n_lower=neg))
-    n_cells = int(cells["significant"].sum())
-    cell_note = f"{n_cells} of {len(cells)} heads significant after BH"
-    return rows, layers, cells, {"sd": sd, "cells_note": cell_note, "n_cells_sig": n_cells}
+                                  unit, len(df), float(main.effect), math.nan, math.nan, float(df[pcol].min()),
+                                  f"van Elteren per {unit[:-1]}, BH", 1, main.sesoi, count_verdict(pos, neg)),
+                          "CAS difference", n_higher=pos, n_lower=neg))
+    n_cells = int((cells["p_bh_stratified"] < ALPHA).sum())
+    cell_note = f"{n_cells} of {len(cells)} heads significant after BH (stratified by family)"
+    return rows, layers, cells, {"sd": main.sesoi / SESOI_D, "cells_note": cell_note, "n_cells_sig": n_cells}
 
 
 def count_verdict(pos: int, neg: int) -> str:
@@ -178,15 +208,10 @@ def robustness(cd: dict) -> pd.DataFrame:
     recs, var, ref = cd["recs"], cd["var"], cd["ref"]
     rows = []
     for how in ROBUST:
-        vals = {k: _variant(var[k], how) for k in var}
-        f = np.array([vals[r["key"]] for r in recs if not r["success"] and r["key"] in vals])
-        s = np.array([vals[r["key"]] for r in recs if r["success"] and r["key"] in vals])
-        f, s = f[np.isfinite(f)], s[np.isfinite(s)]
-        e = aggregate_effect(f, s, n_boot=N_BOOT)
-        sd = float(np.sqrt((f.var(ddof=1) + s.var(ddof=1)) / 2))
-        v = verdict("H2", f"aggregate, {how}", "generations", len(f) + len(s), e.diff, e.diff_lo, e.diff_hi, e.p,
-                    "Mann-Whitney U", 1, SESOI_D * sd, ALPHA)
-        rows.append({**v.to_dict(), "variant": how, "rank_biserial": e.rank_biserial})
+        rs = [r for r in recs if r["key"] in var]
+        v = h2_aggregate(np.array([_variant(var[r["key"]], how) for r in rs]), np.array([not r["success"] for r in rs]),
+                         np.array([r["family"] for r in rs]), f"aggregate, {how}")
+        rows.append({**v.to_dict(), "variant": how})
         keys = [r["key"] for r in recs if not r["success"] and r["key"] in ref and r["key"] in var]
         a = np.array([_variant(var[k], how) for k in keys])
         b = np.array([_variant(ref[k], how) for k in keys])
@@ -235,6 +260,8 @@ def h3_h4(abl: list[dict]) -> list[dict]:
         op = main_arm.split(":")[0]
         controls = {"replay": "none", "random span": f"{op}:random_span:all", "task": f"{op}:task:all",
                     "random heads": next((a for a in flips.columns if a.startswith(f"{op}:constraints:random")), None)}
+        if not main_arm.endswith(":all"):  # a head subset: only the controls on as many heads (or none) compare
+            controls = {k: v for k, v in controls.items() if k in ("replay", "random heads")}
         verdicts = []
         for name, arm in controls.items():
             if arm is None or arm not in flips.columns:
@@ -260,8 +287,8 @@ def h3_h4(abl: list[dict]) -> list[dict]:
 def heads(sweep: list[dict], cells: pd.DataFrame, shape: tuple[int, int]) -> tuple[pd.DataFrame, dict]:
     L, H = shape
     cas_diff = np.zeros((L, H))
-    for r in cells.itertuples():
-        cas_diff[int(r.layer), int(r.head)] = r.diff
+    for r in cells.itertuples():  # failed vs successful, stratified by family (van Elteren z)
+        cas_diff[int(r.layer), int(r.head)] = r.z_stratified
     if not sweep:
         return pd.DataFrame(), {"n_sweeps": 0}
     eff = np.sum([np.asarray(s["head_effect"]) for s in sweep], 0)

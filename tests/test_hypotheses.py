@@ -62,3 +62,39 @@ def test_top_overlap_hypergeometric():
     assert hit == 10 and p == pytest.approx(1 / math.comb(270, 10))
     hit0, p0 = top_overlap(a, -a, k=10)
     assert hit0 == 0 and p0 == pytest.approx(1.0)
+
+
+def test_stratified_rank_test_removes_a_confound_a_pooled_test_reports():
+    from scipy import stats as sps
+
+    from interp.stats.hypotheses import stratified_diff, stratified_rank_test
+
+    rng = np.random.default_rng(1)
+    # stratum 0: high values, mostly group a; stratum 1: low values, mostly group b; no effect within either
+    x = np.concatenate([rng.normal(5, 1, 200), rng.normal(0, 1, 200)])
+    strata = np.repeat([0, 1], 200)
+    is_a = np.concatenate([rng.random(200) < 0.8, rng.random(200) < 0.2])
+    assert sps.mannwhitneyu(x[is_a], x[~is_a]).pvalue < 1e-10  # the pooled test "finds" the stratum difference
+    z, p = stratified_rank_test(x, is_a, strata)
+    assert p > 0.05
+    d, lo, hi = stratified_diff(x, is_a, strata, n_boot=500)
+    assert lo < 0 < hi and abs(d) < 0.3
+    shifted = x + 0.5 * is_a  # a real within-stratum effect is found, with the right sign and size
+    z2, p2 = stratified_rank_test(shifted, is_a, strata)
+    d2, lo2, hi2 = stratified_diff(shifted, is_a, strata, n_boot=500)
+    assert z2 > 0 and p2 < 1e-3 and lo2 < 0.5 < hi2
+    zs, ps = stratified_rank_test(np.stack([x, shifted], 1), is_a, strata)  # per column, as for heads
+    assert np.allclose(zs, [z, z2]) and np.allclose(ps, [p, p2])
+
+
+def test_van_elteren_one_stratum_matches_the_normal_mann_whitney():
+    from scipy import stats as sps
+
+    from interp.stats.hypotheses import stratified_rank_test
+
+    rng = np.random.default_rng(2)
+    x = np.round(rng.normal(0, 1, 60), 1)  # with ties
+    is_a = np.arange(60) < 25
+    _, p = stratified_rank_test(x, is_a, np.zeros(60))
+    ref = sps.mannwhitneyu(x[is_a], x[~is_a], method="asymptotic", use_continuity=False).pvalue
+    assert p == pytest.approx(ref, rel=1e-9)
