@@ -86,6 +86,20 @@ class Registry(Mapping[str, T], Generic[T]):
 
         return deco
 
+    def instance_decorator(self, cls=None, *, replace: bool = False, check: Callable[[Any], str | None] | None = None):
+        """`@register_x` / `@register_x(replace=True)` for classes: registers one instance of the decorated class
+        under its `name` attribute (`check(instance)` may return a complaint) and returns the class unchanged."""
+
+        def deco(c):
+            inst = c()
+            problem = "needs a `name`" if not getattr(inst, "name", None) else (check(inst) if check else None)
+            if problem:
+                raise InterpError(f"{c.__name__} {problem}")
+            self.register(inst.name, inst, replace=replace, ref=ref_of(c))
+            return c
+
+        return deco if cls is None else deco(cls)
+
     def unregister(self, name: str) -> None:
         """Remove a name (no error when absent)."""
         self._items.pop(name, None)

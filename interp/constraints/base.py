@@ -9,8 +9,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InterpError
-from ..registry import Registry, ref_of
+from ..registry import Registry
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..backends.base import TextGenerator
@@ -80,14 +79,7 @@ def register_constraint(cls=None, *, replace: bool = False):
     """Class decorator (`@register_constraint` or `@register_constraint(replace=True)`): registers one
     instance of a ConstraintType subclass under `cls.name`; a name taken by another class is an error."""
 
-    def deco(c):
-        inst = c()
-        if not inst.name:
-            raise InterpError(f"{c.__name__} needs a `name`")
-        CONSTRAINT_TYPES.register(inst.name, inst, replace=replace, ref=ref_of(c))
-        return c
-
-    return deco if cls is None else deco(cls)
+    return CONSTRAINT_TYPES.instance_decorator(cls, replace=replace)
 
 
 def get_constraint_type(name: str) -> ConstraintType:

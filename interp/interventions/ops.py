@@ -24,7 +24,7 @@ import torch
 
 from ..errors import InterpError
 from ..prompts import Prompt
-from ..registry import Registry, ref_of
+from ..registry import Registry
 
 
 class InterventionOp:
@@ -61,14 +61,8 @@ def register_op(cls=None, *, replace: bool = False):
     A second op under a taken name is an error unless `replace=True` says it is meant.
     """
 
-    def deco(c):
-        inst = c()
-        if not inst.name or inst.edits not in ("mask", "values"):
-            raise InterpError(f"{c.__name__} needs a `name` and `edits` in ('mask', 'values')")
-        OPS.register(inst.name, inst, replace=replace, ref=ref_of(c))
-        return c
-
-    return deco if cls is None else deco(cls)
+    return OPS.instance_decorator(cls, replace=replace, check=lambda op: None if op.edits in ("mask", "values")
+                                  else "needs `edits` in ('mask', 'values')")
 
 
 def get_op(name: str) -> InterventionOp:
