@@ -28,7 +28,7 @@ from .interventions.ops import Intervention
 from .interventions.spec import InterventionProvider, RowInterventions
 from .models.generation import (Batch, CaptureSpec, GenConfig, Generation, forward_teacher_forced, make_batch)
 from .models.generation import generate as _generate
-from .models.hooked_attention import AttentionHooks, AttnCall, HookFn, _resolve, hook_names, hooks  # noqa: F401
+from .models.hooked_attention import AttentionHooks, AttnCall, HookFn, hook_names, hooks, resolve_hook_names  # noqa: F401
 from .prompts import Part, Prompt, build_prompt
 
 
@@ -153,7 +153,8 @@ def run_with_cache(model, prompts: Sequence[Prompt | str], names: Any = "blocks.
     ``-1``: the last prompt token)."""
     batch = _batch(model, prompts)
     idx = _row_index(batch, rows).to(batch.input_ids.device)
-    wanted = [n for x in ([names] if isinstance(names, str) or callable(names) else names) for n in _resolve(model, x)]
+    wanted = [n for x in ([names] if isinstance(names, str) or callable(names) else names)
+              for n in resolve_hook_names(model, x)]
     store: dict[str, torch.Tensor] = {}
 
     def saver(name: str, kind: str) -> HookFn:
@@ -172,6 +173,7 @@ def run_with_cache(model, prompts: Sequence[Prompt | str], names: Any = "blocks.
     h = AttentionHooks()
     for n in wanted:
         h.add(n, saver(n, n.rsplit(".", 1)[1]))
+    h.check_layers(model.n_layers)
     with h:
         logits = _forward(model, batch)
     return logits, Cache(store, list(batch.pad), idx.cpu().tolist(), list(batch.prompts))

@@ -6,10 +6,31 @@ offset mappings and map character ranges to token ranges. No token-subsequence s
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass, field
-from typing import Sequence
+from typing import Iterable, Sequence
 
 from .errors import InterpError
+
+CONSTRAINT_PREFIX = "constraint_"
+
+
+def constraint_parts(names: Iterable[str]) -> list[str]:
+    """The part names that hold constraints (``constraint_<i>``), in order: what "constraints" means everywhere."""
+    return [n for n in names if n.startswith(CONSTRAINT_PREFIX)]
+
+
+def random_span(n_tokens: int, length: int, avoid: set[int], seed: int, key: object) -> range:
+    """A contiguous `length`-token span of a `n_tokens`-token prompt that avoids the positions `avoid` and token 0,
+    drawn reproducibly from (`seed`, `key`); empty when none fits or `length` is 0."""
+    starts = [s for s in range(1, n_tokens - length + 1) if not avoid.intersection(range(s, s + length))]
+    if not starts or length == 0:
+        return range(0)
+    import numpy as np
+
+    h = int(hashlib.sha1(f"{seed}|{key}".encode()).hexdigest()[:8], 16)
+    s = starts[np.random.default_rng(h).integers(len(starts))]
+    return range(s, s + length)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from scipy import stats as sps
 
 from ..errors import InterpError
 from ..models.thinking import phase_boundary
-from ..prompts import Prompt
+from ..prompts import Prompt, constraint_parts
 from ..rundir import RunDir
 from ..stats import MIN_N_INTERVAL, aggregate_effect, benjamini_hochberg, curve_with_ci, mann_whitney_by_cell, step_curves
 from ..stats.proportions import paired_bootstrap_diff
@@ -44,7 +44,7 @@ def span_parts(record: dict, span: str) -> list[str]:
     if span in record["spans"]:
         return [span]
     if span == "constraints":
-        parts = [n for n in record["spans"] if n.startswith("constraint_")]
+        parts = constraint_parts(record["spans"])
         if parts:
             return parts
     raise InterpError(f"span {span!r} is not in record {record.get('key')} (parts: {sorted(record['spans'])})")

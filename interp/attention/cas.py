@@ -19,6 +19,7 @@ import torch
 from ..errors import InterpError
 from ..models.generation import Batch
 from ..models.hooked_attention import AttentionHooks, AttnCall
+from ..prompts import constraint_parts
 
 SINK, PROMPT = "__sink__", "__prompt__"
 NORMALISATIONS = ("raw", "no_sink", "density", "prompt_share", "control_ratio")
@@ -27,7 +28,7 @@ NORMALISATIONS = ("raw", "no_sink", "density", "prompt_share", "control_ratio")
 def default_span_groups(part_names: Sequence[str]) -> dict[str, list[str]]:
     """Every part as its own span, plus the union of all constraint parts as ``constraints``."""
     groups = {n: [n] for n in part_names}
-    cons = [n for n in part_names if n.startswith("constraint_")]
+    cons = constraint_parts(part_names)
     if cons:
         groups["constraints"] = cons
     return groups
@@ -57,7 +58,7 @@ class CASCapture:
             names += [n for n in p.spans if n not in names]
         if self.span_groups is None:
             return default_span_groups(names)
-        cons = [n for n in names if n.startswith("constraint_")]
+        cons = constraint_parts(names)
         # a part "constraints" (no prompt part of that name) means every constraint_<i> part of the batch
         return {g: [c for x in parts for c in (cons if x == "constraints" and x not in names else [x])]
                 for g, parts in self.span_groups.items()}

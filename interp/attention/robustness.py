@@ -14,7 +14,6 @@ Results are cached as CAS files under ``<run>/cas_tf/robust/`` (resumable, like 
 """
 from __future__ import annotations
 
-import hashlib
 import string
 from pathlib import Path
 from typing import Sequence
@@ -22,7 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import InterpError
-from ..prompts import Prompt
+from ..prompts import Prompt, constraint_parts, random_span
 from .storage import read_cas, save_cas
 
 # English function words (closed-class: articles, pronouns, prepositions, conjunctions, auxiliaries, particles).
@@ -50,7 +49,7 @@ def is_function_token(text: str) -> bool:
 
 
 def constraint_positions(prompt: Prompt) -> list[int]:
-    pos = sorted({p for n, (s, e) in prompt.spans.items() if n.startswith("constraint_") for p in range(s, e)})
+    pos = sorted({p for n in constraint_parts(prompt.spans) for p in range(*prompt.spans[n])})
     if not pos:
         raise InterpError(f"prompt has no constraint_<i> part (parts: {sorted(prompt.spans)})")
     return pos
@@ -65,13 +64,10 @@ def content_positions(tokenizer, prompt: Prompt) -> list[int]:
 def matched_control_positions(prompt: Prompt, seed: int = 0) -> list[int]:
     """A contiguous span as long as the constraint tokens, outside them and past token 0 (seeded by the prompt)."""
     cons = set(constraint_positions(prompt))
-    n, P = len(cons), len(prompt.input_ids)
-    starts = [s for s in range(1, P - n + 1) if not cons & set(range(s, s + n))]
-    if not starts:
-        raise InterpError(f"no {n}-token span outside the constraint in a {P}-token prompt")
-    h = int(hashlib.sha1(f"{seed}|{prompt.input_ids}".encode()).hexdigest()[:8], 16)
-    s = starts[np.random.default_rng(h).integers(len(starts))]
-    return list(range(s, s + n))
+    span = random_span(len(prompt.input_ids), len(cons), cons, seed, prompt.input_ids)
+    if not span:
+        raise InterpError(f"no {len(cons)}-token span outside the constraint in a {len(prompt.input_ids)}-token prompt")
+    return list(span)
 
 
 def _runs(pos: Sequence[int]) -> list[tuple[int, int]]:
@@ -88,7 +84,7 @@ def _runs(pos: Sequence[int]) -> list[tuple[int, int]]:
 def variant_prompt(tokenizer, prompt: Prompt, seed: int = 0) -> tuple[Prompt, dict[str, list[str]]]:
     """`prompt` with synthetic parts for the content and control spans, and the span groups naming them."""
     spans = dict(prompt.spans)
-    groups: dict[str, list[str]] = {"constraints": sorted(n for n in spans if n.startswith("constraint_"))}
+    groups: dict[str, list[str]] = {"constraints": sorted(constraint_parts(spans))}
     for name, pos in (("content", content_positions(tokenizer, prompt)),
                       ("control", matched_control_positions(prompt, seed))):
         groups[name] = []

@@ -23,7 +23,8 @@ import numpy as np
 import torch
 
 from ..errors import InterpError
-from ..prompts import Prompt
+from ..prompts import Prompt, constraint_parts
+from ..prompts import random_span as draw_span
 from ..registry import Registry
 
 
@@ -183,9 +184,8 @@ def target_positions(prompt: Prompt, iv: Intervention) -> list[int]:
                 continue
             pos.update(random_span(prompt, ref, iv.seed))
         elif t == "constraints":
-            for n, (s, e) in prompt.spans.items():
-                if n.startswith("constraint_"):
-                    pos.update(range(s, e))
+            for n in constraint_parts(prompt.spans):
+                pos.update(range(*prompt.spans[n]))
         elif t in prompt.spans:
             s, e = prompt.spans[t]
             pos.update(range(s, e))
@@ -194,14 +194,7 @@ def target_positions(prompt: Prompt, iv: Intervention) -> list[int]:
 
 def random_span(prompt: Prompt, ref: tuple[int, int], seed: int) -> range:
     """A contiguous span as long as `ref`, elsewhere in the prompt (not overlapping it, not token 0)."""
-    n = ref[1] - ref[0]
-    P = len(prompt.input_ids)
-    starts = [s for s in range(1, P - n + 1) if s + n <= ref[0] or s >= ref[1]]
-    if not starts or n == 0:
-        return range(0)
-    h = int(hashlib.sha1(f"{seed}|{prompt.input_ids}".encode()).hexdigest()[:8], 16)
-    s = starts[np.random.default_rng(h).integers(len(starts))]
-    return range(s, s + n)
+    return draw_span(len(prompt.input_ids), ref[1] - ref[0], set(range(*ref)), seed, prompt.input_ids)
 
 
 @dataclass

@@ -113,11 +113,6 @@ class AttentionHooks:
     def has_layer(self, layer: int) -> bool:
         return layer in self._fns or "*" in self._fns or (self._outer is not None and self._outer.has_layer(layer))
 
-    @property
-    def names(self) -> list[str]:
-        """The hook point names that have at least one function."""
-        return [f"blocks.{l}.attn.{k}" for l, kinds in self._fns.items() for k, fns in kinds.items() if fns]
-
     def check_layers(self, n_layers: int) -> None:
         """Refuse hook points on layers the model does not have (they would never fire)."""
         bad = sorted(l for l in self._fns if l != "*" and not 0 <= int(l) < n_layers)
@@ -146,22 +141,19 @@ def hook_names(model) -> list[str]:
     return [f"blocks.{l}.attn.{k}" for l in range(model.n_layers) for k in HOOK_KINDS]
 
 
-def _resolve(model, name: str | Callable[[str], bool]) -> list[str]:
-    """A hook name, a ``*`` pattern (``blocks.*.attn.hook_pattern``) or a name filter -> concrete names."""
+def resolve_hook_names(model, name: str | Callable[[str], bool]) -> list[str]:
+    """Concrete hook point names of `model` for a name, a ``*`` pattern (``blocks.*.attn.hook_pattern``) or a
+    name filter; an unknown name or nothing matching is an error (layers outside the model: `check_layers`)."""
+    if isinstance(name, str) and "*" not in name:
+        if not _NAME.match(name):
+            raise InterpError(f"unknown hook point {name!r}; expected blocks.<layer>.attn.<{'|'.join(HOOK_KINDS)}>")
+        return [name]
     every = hook_names(model)
     if callable(name):
         found = [n for n in every if name(n)]
-    elif "*" in name:
+    else:
         rx = re.compile("^" + re.escape(name).replace(r"\*", r"[^.]+") + "$")
         found = [n for n in every if rx.match(n)]
-    else:
-        m = re.match(r"^blocks\.(\d+)\.attn\.(\w+)$", name)
-        if not m or m.group(2) not in HOOK_KINDS:
-            raise InterpError(f"unknown hook point {name!r}; expected blocks.<layer>.attn.<{'|'.join(HOOK_KINDS)}>")
-        if not 0 <= int(m.group(1)) < model.n_layers:
-            raise InterpError(f"hook point {name!r}: the model has layers 0-{model.n_layers - 1}, so it would "
-                              "never fire")
-        found = [name]
     if not found:
         raise InterpError(f"hook filter {name!r} matches no hook point of this model (see interp.hook_names(m))")
     return found
@@ -171,15 +163,17 @@ def hooks(model, fwd_hooks: Any = ()) -> AttentionHooks:
     """An `AttentionHooks` block with `fwd_hooks` (``[(name or filter, fn)]`` or ``{name: fn}``) on `model`.
 
     ``fn(tensor, call)`` gets the tensor (see `interp.models.hooked_attention`) and an `AttnCall`; returning a
-    tensor replaces it. Use as ``with interp.hooks(m, ...):``; hooks are removed on exit.
+    tensor replaces it. Use as ``with interp.hooks(m, ...):``; hooks are removed on exit. A name on a layer
+    the model lacks is an error (it would never fire).
     """
     pairs = list(fwd_hooks.items()) if isinstance(fwd_hooks, dict) else list(fwd_hooks)
     h = AttentionHooks()
     for name, fn in pairs:
         if not callable(fn):
             raise InterpError(f"hook for {name!r} is not callable")
-        for n in _resolve(model, name):
+        for n in resolve_hook_names(model, name):
             h.add(n, fn)
+    h.check_layers(model.n_layers)
     return h
 
 
