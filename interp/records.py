@@ -41,10 +41,8 @@ class Record:
         """Read one stored record (today's files and those written before `schema_version` existed)."""
         if not isinstance(d, dict):
             raise InterpError(f"a {cls.__name__} is a JSON object, got {type(d).__name__}")
-        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
-        hints = typing.get_type_hints(cls)
-        missing = [f.name for f in dataclasses.fields(cls) if f.name in names and f.name not in d
-                   and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        names, required, allowed_of = _schema(cls)
+        missing = [n for n in required if n not in d]
         if missing:
             raise InterpError(f"{cls.__name__} {d.get('key', '?')}: missing field(s) {missing}")
         kw = {n: d[n] for n in names if n in d}
@@ -53,7 +51,7 @@ class Record:
             raise InterpError(f"{cls.__name__} {d.get('key')}: schema_version {kw['schema_version']} is newer than "
                               f"this interp reads ({SCHEMA_VERSION}): upgrade interp")
         for n, v in kw.items():
-            allowed = _literal_values(hints[n])
+            allowed = allowed_of.get(n)
             if allowed is not None and v not in allowed:
                 raise InterpError(f"{cls.__name__} {d.get('key')}: {n}={v!r} is not one of {sorted(map(str, allowed))}")
         return cls(**kw, extra={k: v for k, v in d.items() if k not in names})
@@ -64,6 +62,22 @@ class Record:
              if f.name != "extra" and not (f.name in self.omit_if_none and getattr(self, f.name) is None)}
         d["schema_version"] = SCHEMA_VERSION
         return {**d, **self.extra}
+
+
+_SCHEMAS: dict[type, tuple[frozenset[str], tuple[str, ...], dict[str, set]]] = {}
+
+
+def _schema(cls: type) -> tuple[frozenset[str], tuple[str, ...], dict[str, set]]:
+    """(field names, required field names, Literal field -> allowed values) of a record class, computed once."""
+    if cls in _SCHEMAS:
+        return _SCHEMAS[cls]
+    fields = [f for f in dataclasses.fields(cls) if f.name != "extra"]
+    hints = typing.get_type_hints(cls)
+    required = tuple(f.name for f in fields
+                     if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+    allowed = {f.name: v for f in fields if (v := _literal_values(hints[f.name])) is not None}
+    _SCHEMAS[cls] = (frozenset(f.name for f in fields), required, allowed)
+    return _SCHEMAS[cls]
 
 
 def _literal_values(tp) -> set | None:
