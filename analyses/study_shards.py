@@ -46,7 +46,10 @@ def _timed(cmd: list[str], log: Path, timings: Path, what: dict) -> float:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     t0 = time.time()
     with open(log, "a") as fh:
-        subprocess.run(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, check=True)
+        rc = subprocess.run(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT).returncode
+    if rc:
+        tail = log.read_text(errors="replace").strip().splitlines()[-1:] or [""]
+        raise SystemExit(f"{' '.join(f'{k}={v}' for k, v in what.items())}: `{' '.join(cmd[2:])}` exited with {rc}: {tail[0]} (whole log: {log})")
     wall = time.time() - t0
     with open(timings, "a") as fh:
         fh.write(json.dumps({**what, "wall_s": round(wall, 1), "start": t0}) + "\n")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_conformance import make_prompts, tiny, tokenizer  # noqa: F401  (fixture)
+from test_conformance import CASES, make_prompts, tiny, tokenizer  # noqa: F401  (fixture)
 
 import interp
 from interp.attention.cas import CAS, CASCapture
@@ -20,7 +20,6 @@ from interp.models.generation import generate as generate_low
 from interp.models.loading import share_weights_clone
 
 VOCAB = 512
-FAMILIES = [("llama", "base"), ("mistral", "sliding"), ("gemma2", "softcap+sliding"), ("gpt_oss", "sinks+sliding")]
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +27,7 @@ def llama(tokenizer):  # noqa: F811
     return tiny("llama", "base", tokenizer, VOCAB)
 
 
-@pytest.mark.parametrize("model_type,variant", FAMILIES)
+@pytest.mark.parametrize("model_type,variant", CASES)  # every supported family and its sliding/softcap/sink variant
 def test_run_with_cache_patterns_equal_hf_eager_on_a_left_padded_batch(model_type, variant, tokenizer):  # noqa: F811
     m = tiny(model_type, variant, tokenizer, VOCAB)
     prompts = make_prompts(VOCAB)
