@@ -136,7 +136,7 @@ def _pooled_sd(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.sqrt((a.var(ddof=1) * (len(a) - 1) + b.var(ddof=1) * (len(b) - 1)) / (len(a) + len(b) - 2)))
 
 
-def h2(cd: dict) -> tuple[list[dict], pd.DataFrame, pd.DataFrame, dict]:
+def h2(cd: dict) -> tuple[list[dict], pd.DataFrame, pd.DataFrame, str]:
     """H2 stratified by family (pre-registered: "stratified by family where a test allows"), then the pooled
     Mann-Whitney and each family on its own; per layer and per head with BH on the stratified p."""
     recs, live = cd["recs"], cd["live"]
@@ -176,8 +176,7 @@ def h2(cd: dict) -> tuple[list[dict], pd.DataFrame, pd.DataFrame, dict]:
                                   f"van Elteren per {unit[:-1]}, BH", 1, main.sesoi, count_verdict(pos, neg)),
                           "CAS difference", n_higher=pos, n_lower=neg))
     n_cells = int((cells["p_bh_stratified"] < ALPHA).sum())
-    cell_note = f"{n_cells} of {len(cells)} heads significant after BH (stratified by family)"
-    return rows, layers, cells, {"sd": main.sesoi / SESOI_D, "cells_note": cell_note, "n_cells_sig": n_cells}
+    return rows, layers, cells, f"{n_cells} of {len(cells)} heads significant after BH (stratified by family)"
 
 
 def count_verdict(pos: int, neg: int) -> str:
@@ -372,7 +371,7 @@ def run(ctx: Context) -> None:
         return
     rows = h1(data["constrained"], "hard") + h1(data["constrained"], "soft")
     cd = cas_data(ctx, data)
-    h2_rows, layers, cells, h2_info = h2(cd)
+    h2_rows, layers, cells, cells_note = h2(cd)
     rows += h2_rows
     rows += h3_h4(data["ablations"])
     h5_rows, _ = h5(data["constrained"])
@@ -395,7 +394,7 @@ def run(ctx: Context) -> None:
         f"{t}: {sum(r['family'] == t for r in data['baseline'])} ({sum(r['family'] == t and r['success'] for r in data['baseline'])} solved)"
         for t in data["dirs"]),
              "constrained generations per family and kind: " + ", ".join(f"{a}/{b}: {v}" for (a, b), v in n_by.items()),
-             f"H2 per head: {h2_info['cells_note']}",
+             f"H2 per head: {cells_note}",
              f"teacher-forced vs live CAS, max abs difference over {len(cd['var'])} generations: {tf_diff:.2e}",
              f"SESOI: {SESOI_RATE} for rates and slopes per K; d = {SESOI_D} (x pooled SD) for CAS"]
     ctx.table(table, "hypotheses")
