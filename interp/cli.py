@@ -188,6 +188,17 @@ def cmd_info(a) -> int:
     return 0
 
 
+def cmd_view(a) -> int:
+    from .viewer import export_html, serve
+
+    if a.export:
+        out = export_html(a.run_dir, a.export, cas_limit=a.cas_limit, progress=True)
+        print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB; opens offline)")
+        return 0
+    serve(a.run_dir, port=a.port, open_browser=a.open)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="interp", description=(
         "Instruction/task interference toolkit: SustainScore runs, Constraint Attention Scores (CAS) and causal "
@@ -250,6 +261,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     _add_plugin_args(s, "SustainConfig")
     s.set_defaults(fn=cmd_compare)
+    s = sub.add_parser("view", help="browse a run directory in a browser (read-only), or --export it as one HTML file")
+    s.add_argument("run_dir")
+    s.add_argument("--port", type=int, default=8765, help="local port to serve on (default 8765; 0 = any free)")
+    s.add_argument("--open", action="store_true", help="also open the page in the default browser")
+    s.add_argument("--export", metavar="OUT.html", help="write one self-contained offline HTML file instead of serving")
+    s.add_argument("--cas-limit", type=int, default=300,
+                   help="with --export: generations whose token CAS is embedded (default 300)")
+    _add_plugin_args(s)
+    s.set_defaults(fn=cmd_view)
     return p
 
 

