@@ -79,7 +79,12 @@ class Tokens:
         out = []
         for name, (s, e) in spans.items():
             if 0 <= s < e <= len(offs):
-                out.append({"name": name, "start": int(offs[s][0]), "end": int(offs[e - 1][1])})
+                a, b = int(offs[s][0]), int(offs[e - 1][1])
+                while a < b and prompt_text[a].isspace():  # a token's leading space is not the part's text
+                    a += 1
+                while b > a and prompt_text[b - 1].isspace():
+                    b -= 1
+                out.append({"name": name, "start": a, "end": b})
         return out, "token offsets"
 
 
