@@ -231,7 +231,7 @@ def test_token_view_shows_the_stored_cas(browser, served, hand_run):
     np.testing.assert_allclose(shown(), cas[:, 2, spans.index("task"), 1], rtol=1e-6)
     toks = pg.page.eval_on_selector_all("#tokens .tok", "ts => ts.map(t => t.textContent)")
     assert "".join(toks) == rec.output_text and len(toks) == len(rec.output_ids)
-    assert pg.page.locator("#curve .main-svg").count() > 0  # the step curve is drawn
+    pg.page.wait_for_selector("#curve .main-svg")  # the step curve is drawn (plotly.js loaded on demand)
 
 
 def test_filters_and_search_narrow_the_list(browser, served, hand_run):

@@ -98,6 +98,7 @@ class RunIndex:
             raise InterpError(f"{self.path} is not a directory; pass a run directory written by `interp sustain`")
         self.config = self.rd.read_config()
         self.stages: dict[str, StageIndex] = {}
+        self._facets: dict[str, dict[str, list[str]]] | None = None
         for stage in STAGES:
             if self.rd.has(stage):
                 self.stages[stage] = self._scan(stage)
@@ -136,7 +137,12 @@ class RunIndex:
         return {s: len(ix.rows) for s, ix in self.stages.items()}
 
     def facets(self) -> dict[str, dict[str, list[str]]]:
-        """Per stage, the distinct values of each filter field (the filter menus)."""
+        """Per stage, the distinct values of each filter field (the filter menus); computed once."""
+        if self._facets is None:
+            self._facets = self._compute_facets()
+        return self._facets
+
+    def _compute_facets(self) -> dict[str, dict[str, list[str]]]:
         out: dict[str, dict[str, list[str]]] = {}
         for s, ix in self.stages.items():
             vals: dict[str, set[str]] = {f: set() for f in FILTER_FIELDS}

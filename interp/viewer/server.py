@@ -44,8 +44,7 @@ def page_html(body_data: str = "", inline: dict[str, str] | None = None) -> str:
     """index.html with the script and style tags pointing at /static/ or, for an export, holding their text."""
     html = static_text("index.html")
     if inline is None:
-        scripts = ('<link rel="stylesheet" href="static/viewer.css">\n'
-                   '<script src="static/plotly.min.js"></script>\n<script src="static/viewer.js" defer></script>')
+        scripts = '<link rel="stylesheet" href="static/viewer.css">\n<script src="static/viewer.js" defer></script>'
     else:
         scripts = inline["head"]
     return html.replace("<!--HEAD-->", scripts).replace("<!--DATA-->", body_data)

@@ -266,6 +266,18 @@
     if (f) f.scrollIntoView({ block: "center" });
   }
 
+  let plotlyLoad = null;
+  function plotly() {  // plotly.js is loaded on the first token view (the list and tables do not need it)
+    if (window.Plotly) return Promise.resolve(true);
+    if (!plotlyLoad) plotlyLoad = new Promise((resolve) => {
+      const s = el("script", { src: "static/plotly.min.js" });
+      s.onload = () => resolve(true);
+      s.onerror = () => resolve(false);
+      document.head.append(s);
+    });
+    return plotlyLoad;
+  }
+
   // ---- token CAS: colour per generated token, layer/head picker, step curve, layer x head map ------
   function decode(b64) {
     const bin = atob(b64), buf = new Uint8Array(bin.length);
@@ -314,7 +326,7 @@
       bar, el("div", { class: "legend" }, "0", el("span", { class: "bar" }), vmax.toPrecision(4), " · attention mass on '", c.span, "' · ", sub),
       notes.length ? el("div", { class: "problems", text: notes.join("; ") }) : null,
       el("div", { class: "tokview" }, toks, el("div", { class: "plots" }, el("div", { class: "plot", id: "curve" }), el("div", { class: "plot", id: "heat" })))].filter(Boolean));
-    if (!window.Plotly) return;
+    if (!(await plotly())) return;
     const hover = [...Array(T).keys()].map((t) => String(c.tokens[t] || ""));
     Plotly.newPlot("curve", [{ x: [...Array(T).keys()], y: v, text: hover, mode: "lines+markers", line: { color: "#d64522" },
       hovertemplate: "step %{x}<br>%{text}<br>CAS %{y:.5f}<extra></extra>" }],
