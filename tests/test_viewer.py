@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 from urllib.parse import urlencode
@@ -81,7 +82,7 @@ def hand_run(tmp_path_factory):
                 p = build_prompt(tok, insert_constraints(task.parts(it), [c]))
                 ok = (i + j) % 3 != 0
                 met = None if kind == "control" else (i + j) % 2 == 0
-                o = (HOSTILE + f" The answer is {it.target}.") if ctype == HOSTILE_TYPE else \
+                o = (HOSTILE + f" café 🙂 — the answer is {it.target}.") if ctype == HOSTILE_TYPE else \
                     f"Step {j}: the answer is {it.target if ok else 0}."
                 oid = tok.encode(o, add_special_tokens=False)
                 key = record_key(stage="constrained", item=it.id, cond=j)
@@ -384,6 +385,26 @@ def test_export_and_cli_refuse_bad_input(hand_run, tmp_path):
     with pytest.raises(InterpError, match="port"):
         view(hand_run, port=-1)
     assert main(["view", str(tmp_path)]) == 2
+
+
+def test_cli_serves_the_run(hand_run):
+    import subprocess
+    import sys
+    import urllib.request
+
+    cmd = [sys.executable, "-m", "interp.cli", "view", str(hand_run), "--port", "0"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    try:
+        line = proc.stdout.readline()
+        url = line.split(" at ")[1].split()[0]
+        with urllib.request.urlopen(url + "api/records?stage=baseline&outcome=success") as r:
+            res = json.loads(r.read())
+        base = pd.DataFrame(read_records(hand_run / "baseline.jsonl"))
+        assert res["total"] == int(base.success.sum()) and "read-only" in line
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 @pytest.mark.slow

@@ -38,6 +38,7 @@ class Tokens:
         self._tok: Any = None
         self.problem: str | None = None
         self._lock = threading.Lock()
+        self._use = threading.Lock()  # a fast tokenizer is not safe to call from several server threads at once
         self._tried = False
 
     def get(self):
@@ -57,9 +58,15 @@ class Tokens:
         tok = self.get()
         if tok is None:
             return [f"#{i}" for i in ids]
-        out, prev, start = [], "", 0
+        with self._use:
+            return self._pieces(tok, ids)
+
+    @staticmethod
+    def _pieces(tok, ids: list[int]) -> list[str]:
+        out: list[str] = []
+        prev = ""
         for n in range(1, len(ids) + 1):
-            text = tok.decode(ids[start:n], skip_special_tokens=False)
+            text = tok.decode(ids[:n], skip_special_tokens=False)
             if text.endswith("\ufffd") and n < len(ids):  # a multi-byte character continues in the next token
                 out.append("")
                 continue
@@ -72,7 +79,8 @@ class Tokens:
         tok = self.get()
         if tok is None or not prompt_ids:
             return [], "not located (no tokenizer)"
-        enc = tok(prompt_text, add_special_tokens=False, return_offsets_mapping=True)
+        with self._use:
+            enc = tok(prompt_text, add_special_tokens=False, return_offsets_mapping=True)
         if list(enc["input_ids"]) != list(prompt_ids):
             return [], "not located (the stored prompt text does not re-tokenise to the stored ids)"
         offs = enc["offset_mapping"]
