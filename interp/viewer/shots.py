@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import urlencode
 
 from ..errors import InterpError
 
@@ -54,12 +55,19 @@ def screenshots(run_dir: str | os.PathLike, out_dir: str | os.PathLike, chromium
         page.locator("#records tbody tr").first.click()
         page.wait_for_selector(".card.focus")
         page.locator(".card.focus details summary").click()
+        page.set_viewport_size({"width": width, "height": height + 400})
+        page.evaluate("window.scrollTo(0, 0)")
         shot("item")
-        if page.locator(".cards.ablation").count():
-            page.locator(".cards.ablation").first.scroll_into_view_if_needed()
-            shot("ablation", element=".cards.ablation")
+        page.set_viewport_size({"width": width, "height": height})
         page.locator(".card.focus .tokbtn").click()
         page.wait_for_selector("#curve .main-svg", timeout=120000)
+        page.mouse.move(0, 0)
         shot("tokens")
+        ablated = v.state.index.query({"stage": "ablations", "role": "main"}, 0, 1)["rows"]
+        if ablated:
+            page.goto(v.url + "#/item?" + urlencode({"item_id": ablated[0]["item_id"], "focus": ablated[0]["base_key"]}))
+            page.wait_for_selector(".cards.ablation")
+            page.add_style_tag(content="header#top { position: static; }")  # not over the element shot
+            shot("ablation", element=".cards.ablation")
         b.close()
     return paths
