@@ -33,6 +33,7 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
 HOSTILE = ('<script>window.__pwned = "script"</script><img src=x onerror="window.__pwned=\'img\'">'
            '<svg onload="window.__pwned=\'svg\'"></svg>')
 HOSTILE_TYPE = 'kw<img src=y onerror="window.__pwned=\'ctype\'">'
+THINK = "<think>Let me <b>think</b> it over.</think>"
 SPANS = ["task", "constraint_0", "constraints", "__sink__", "__prompt__"]
 L, H = 4, 3
 
@@ -61,10 +62,21 @@ def hand_run(tmp_path_factory):
         n = 0
         for i, it in enumerate(task.items(4)):
             bp = build_prompt(tok, task.parts(it))
-            out = f"{it.input.split('.')[0]}. The answer is {it.target}." if i < 3 else "I do not know."
+            out = f"{it.input.split('.')[0]}. The answer is {it.target}." if i < 3 else THINK + "I do not know."
             ids = tok.encode(out, add_special_tokens=False)
             bkey = record_key(stage="baseline", item=it.id)
-            base_store.append({"key": bkey, "stage": "baseline", "model": "smollm2-135m", "task": "smoke_arith",
+            n_think = len(tok.encode(THINK, add_special_tokens=False))
+            thinking = {} if i < 3 else {
+                "thinking_state": "complete", "thinking_text": THINK[7:-8], "answer_text": "I do not know.",
+                "phase_ranges": {"thinking": [0, n_think], "answer": [n_think, len(ids)]}, "thinking_tokens": n_think}
+            if i < 3:
+                cands = [{"type": "keyword", "constraint": {"text": 'Include the word "answer".'}, "accepted": True,
+                          "reason": "present"},
+                         {"type": "length", "constraint": {"text": "Answer in 2 words."}, "accepted": False,
+                          "reason": "<b>9 words</b>"}]
+                rd.store("constraints").append({"key": record_key(cands=it.id), "item_id": it.id, "baseline_key": bkey,
+                                                "candidates": cands, "n_proposed": 2, "n_accepted": 1})
+            base_store.append({**thinking, "key": bkey, "stage": "baseline", "model": "smollm2-135m", "task": "smoke_arith",
                                "domain": "math", "item_id": it.id, "item_input": it.input, "prompt_text": bp.text,
                                "spans": {k: list(v) for k, v in bp.spans.items()}, "prompt_ids": bp.input_ids,
                                "output_text": out, "output_ids": ids, "finish_reason": "eos", "success": i < 3,
@@ -294,6 +306,27 @@ def test_hostile_output_is_shown_as_text_and_runs_nothing(browser, served, hand_
     _assert_inert(pg)
 
 
+def test_item_view_shows_ablation_arms_candidates_and_phases(browser, served, hand_run):
+    con = _con(hand_run)
+    ab = pd.DataFrame(read_records(hand_run / "ablations.jsonl"))
+    base_key = ab.base_key.iloc[0]
+    rec = con.set_index("key").loc[base_key]
+    pg = Page(browser, served.url + "#/item?" + urlencode({"item_id": rec.item_id, "focus": base_key}))
+    pg.page.wait_for_selector(f'.cards.ablation[data-base="{base_key}"] .arm', timeout=60000)
+    arms = pg.page.eval_on_selector_all(f'.cards.ablation[data-base="{base_key}"] .arm',
+                                        "as => as.map(a => [a.dataset.arm, a.querySelector('.output').textContent])")
+    assert sorted(map(tuple, arms)) == sorted(zip(ab.arm, ab.output_text))
+    pg.page.click("#candidates summary")
+    rows = pg.page.eval_on_selector_all("#candidates tbody tr", "rs => rs.map(r => r.textContent)")
+    assert len(rows) == 2 and "<b>9 words</b>" in rows[1] and "rejected" in rows[1]
+    base = pd.DataFrame(read_records(hand_run / "baseline.jsonl"))
+    think = base[base.thinking_state.notna()].iloc[0]
+    pg.go("#/item?" + urlencode({"item_id": think.item_id}), ".card .thinking")
+    assert pg.page.text_content(".card .thinking") == think.thinking_text
+    assert pg.page.text_content(".card .answer") == think.answer_text
+    _assert_inert(pg)
+
+
 def test_export_opens_offline_with_the_same_answers(browser, served, hand_run, tmp_path):
     from interp.viewer import export_html
 
@@ -333,6 +366,7 @@ def test_served_page_sends_a_policy_without_inline_script(served):
         csp = r.headers["Content-Security-Policy"]
     script = next(p for p in csp.split(";") if p.strip().startswith("script-src")).split()[1:]
     assert script == ["'self'"] and r.headers["X-Content-Type-Options"] == "nosniff"
+    assert f'src="{served.url}"' in served._repr_html_()  # what a notebook cell shows
 
 
 def test_index_pages_checks_filters_and_counts_bad_lines(hand_run, tmp_path):

@@ -54,7 +54,8 @@ def export_data(run_dir: str | os.PathLike, cas_limit: int = 300, progress: bool
     return {"meta": meta, "tables": state.tables, "tables_error": state.tables_error,
             "rows": {s: [{k: v for k, v in r.items() if k not in ("offset", "length")} for r in rs]
                      for s, rs in rows.items()},
-            "records": records, "cas": cas}
+            "records": records, "cas": cas,
+            "candidates": {i: c for i in {r["item_id"] for r in ix.stages["baseline"].rows} if (c := ix.candidates(i))}}
 
 
 def export_html(run_dir: str | os.PathLike, out: str | os.PathLike, cas_limit: int = 300,

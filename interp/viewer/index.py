@@ -102,6 +102,7 @@ class RunIndex:
         for stage in STAGES:
             if self.rd.has(stage):
                 self.stages[stage] = self._scan(stage)
+        self._candidates = self._scan_candidates()
         if "baseline" not in self.stages:
             raise InterpError(f"{self.path} is not a SustainScore run directory (no baseline.jsonl)")
         self._by_key = {r["key"]: (s, i) for s, ix in self.stages.items() for i, r in enumerate(ix.rows)}
@@ -131,6 +132,32 @@ class RunIndex:
             ix.text.append((r.get("output_text") or "").lower())
         ix.partial_tail = _ends_partial(path)
         return ix
+
+    def _scan_candidates(self) -> dict[str, list[tuple[int, int]]]:
+        """Where each item's constraint candidates (constraints.jsonl) lie: item id -> [(offset, length)]."""
+        out: dict[str, list[tuple[int, int]]] = {}
+        if not self.rd.has("constraints"):
+            return out
+        for _, offset, raw in _lines(self.rd.stage_path("constraints")):
+            try:
+                r = json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                continue
+            if isinstance(r, dict) and isinstance(r.get("item_id"), str):
+                out.setdefault(r["item_id"], []).append((offset, len(raw)))
+        return out
+
+    def candidates(self, item_id: str) -> list[dict]:
+        """Every constraint proposed for an item, accepted or rejected with the reason (constraints.jsonl)."""
+        where = self._candidates.get(item_id)
+        if not where:
+            return []
+        out = []
+        with open(self.rd.stage_path("constraints"), "rb") as f:
+            for offset, length in where:
+                f.seek(offset)
+                out += [c for c in json.loads(f.read(length)).get("candidates") or [] if isinstance(c, dict)]
+        return out
 
     # ---- what the page asks ------------------------------------------------------------------------
     def counts(self) -> dict[str, int]:
@@ -209,7 +236,7 @@ class RunIndex:
         out: dict[str, list[dict]] = {s: [] for s in STAGES}
         for s, i in self._by_item[item_id]:
             out[s].append(_public(self.stages[s].rows[i]))
-        return {"item_id": item_id, **out}
+        return {"item_id": item_id, **out, "candidates": self.candidates(item_id)}
 
     def ablations_of(self, key: str) -> list[dict]:
         ix = self.stages.get("ablations")

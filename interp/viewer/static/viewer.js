@@ -65,7 +65,7 @@
       return { stage, total: rows.length, offset: off, limit: lim, rows: rows.slice(off, off + lim) };
     },
     item: (p) => {
-      const out = { item_id: p.item_id, constrained: [], baseline: [], ablations: [] };
+      const out = { item_id: p.item_id, constrained: [], baseline: [], ablations: [], candidates: (DATA.candidates || {})[p.item_id] || [] };
       for (const [s, rows] of Object.entries(DATA.rows)) for (const r of rows) if (r.item_id === p.item_id) out[s].push(r);
       return out;
     },
@@ -250,6 +250,14 @@
     kids.push(el("h3", { text: "Baseline and conditions" }));
     const cards = el("div", { class: "cards", id: "cards" }, base.concat(con).map((r) => card(r, r.key === params.focus)));
     kids.push(cards);
+    if (it.candidates && it.candidates.length) {
+      const acc = it.candidates.filter((c) => c.accepted).length;
+      kids.push(el("details", { id: "candidates" }, el("summary", { text: "constraint candidates: " + acc + " accepted of " + it.candidates.length + " proposed" }),
+        el("table", { class: "t rec" }, el("thead", {}, el("tr", {}, ["type", "accepted", "constraint", "reason"].map((c) => el("th", { text: c })))),
+          el("tbody", {}, it.candidates.map((c) => el("tr", {}, el("td", { text: c.type || "" }),
+            el("td", {}, badge(c.accepted ? "accepted" : "rejected", c.accepted ? "ok" : "bad")),
+            el("td", { class: "snip", text: (c.constraint && c.constraint.text) || "" }), el("td", { class: "snip", text: c.reason || "" })))))));
+    }
     const ablated = [...base, ...con].filter((r) => r.ablations && r.ablations.length);
     if (ablated.length) {
       kids.push(el("h3", { text: "Ablations: intervened generations beside the original" }));
