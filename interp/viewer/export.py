@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..errors import InterpError
 from .detail import cas_view, record_view
+from .index import public
 from .server import ViewerState, page_html, plotly_js, static_text
 
 
@@ -36,7 +37,6 @@ def export_data(run_dir: str | os.PathLike, cas_limit: int = 300, progress: bool
     state.compute()
     ix = state.index
     meta = state.meta() | {"mode": "export", "cas_limit": cas_limit}
-    rows = {s: [r | {"offset": None, "length": None} for r in ix.stages[s].rows] for s in ix.stages}
     keys = [r["key"] for s in ix.stages for r in ix.stages[s].rows]
     it = keys
     if progress:
@@ -52,8 +52,7 @@ def export_data(run_dir: str | os.PathLike, cas_limit: int = 300, progress: bool
     meta["n_cas"] = n_cas
     meta["n_with_cas"] = sum(1 for r in records.values() if r.get("cas_file"))
     return {"meta": meta, "tables": state.tables, "tables_error": state.tables_error,
-            "rows": {s: [{k: v for k, v in r.items() if k not in ("offset", "length")} for r in rs]
-                     for s, rs in rows.items()},
+            "rows": {s: [public(r) for r in ix.stages[s].rows] for s in ix.stages},
             "records": records, "cas": cas,
             "candidates": {i: c for i in {r["item_id"] for r in ix.stages["baseline"].rows} if (c := ix.candidates(i))}}
 

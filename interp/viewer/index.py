@@ -198,7 +198,7 @@ class RunIndex:
         stage, hits = self._hits(filters)
         rows = self.stages[stage].rows
         return {"stage": stage, "total": len(hits), "offset": offset, "limit": limit,
-                "rows": [_public(rows[i]) for i in hits[offset:offset + limit]]}
+                "rows": [public(rows[i]) for i in hits[offset:offset + limit]]}
 
     def matching(self, filters: Mapping[str, str]) -> list[dict]:
         """Every row matching `filters` (used to check table links)."""
@@ -235,12 +235,12 @@ class RunIndex:
             raise InterpError(f"no records of item {item_id!r} in {self.path}")
         out: dict[str, list[dict]] = {s: [] for s in STAGES}
         for s, i in self._by_item[item_id]:
-            out[s].append(_public(self.stages[s].rows[i]))
+            out[s].append(public(self.stages[s].rows[i]))
         return {"item_id": item_id, **out, "candidates": self.candidates(item_id)}
 
     def ablations_of(self, key: str) -> list[dict]:
         ix = self.stages.get("ablations")
-        return [_public(ix.rows[i]) for i in self._ablations_of.get(key, [])] if ix else []
+        return [public(ix.rows[i]) for i in self._ablations_of.get(key, [])] if ix else []
 
     def problems(self) -> list[str]:
         """One line per stage file with unreadable lines or a partial last line (shown on the page)."""
@@ -263,7 +263,8 @@ def _ends_partial(path: Path) -> bool:
         return f.read(1) != b"\n"
 
 
-def _public(row: dict) -> dict:
+def public(row: dict) -> dict:
+    """A row as the page gets it (without where its line is)."""
     return {k: v for k, v in row.items() if k not in ("offset", "length")}
 
 

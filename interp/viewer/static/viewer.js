@@ -142,7 +142,7 @@
 
   // ---- records: filters, search, paged list ----------------------------------------------------
   async function showRecords(main, params) {
-    const stage = params.stage || "constrained";
+    const stage = params.stage || ("constrained" in META.counts ? "constrained" : Object.keys(META.counts)[0]);
     const facets = (META.facets[stage] || {});
     const offset = +(params.offset || 0);
     const res = await api("records", Object.assign({}, params, { stage, offset, limit: PAGE }));
@@ -335,7 +335,8 @@
       notes.length ? el("div", { class: "problems", text: notes.join("; ") }) : null,
       el("div", { class: "tokview" }, toks, el("div", { class: "plots" }, el("div", { class: "plot", id: "curve" }), el("div", { class: "plot", id: "heat" })))].filter(Boolean));
     if (!(await plotly())) return;
-    const hover = [...Array(T).keys()].map((t) => String(c.tokens[t] || ""));
+    // plotly renders a few tags and entities in hover text: escape them so a token shows as the text it is
+    const hover = [...Array(T).keys()].map((t) => String(c.tokens[t] || "").replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;"));
     Plotly.newPlot("curve", [{ x: [...Array(T).keys()], y: v, text: hover, mode: "lines+markers", line: { color: "#d64522" },
       hovertemplate: "step %{x}<br>%{text}<br>CAS %{y:.5f}<extra></extra>" }],
       { title: { text: "CAS per step (" + sub + ")", font: { size: 13 } }, margin: { l: 50, r: 10, t: 36, b: 36 },
