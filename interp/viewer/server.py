@@ -22,6 +22,7 @@ from urllib.parse import parse_qs, urlparse
 from ..errors import InterpError
 from .detail import Tokens, cas_view, jsonable, record_view
 from .index import FILTER_FIELDS, RunIndex
+from .tables import ChildTables
 
 STATIC = ("viewer.js", "viewer.css")
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
@@ -65,17 +66,19 @@ class ViewerState:
         index = RunIndex(run_dir)
         return cls(index, Tokens(index.config["config"].get("model")))
 
-    def compute(self) -> None:
-        """The report tables, then the tokenizer (both slow imports), off the request path."""
+    def compute(self, computed: ChildTables | None = None) -> None:
+        """The report tables (from `computed`, a child's `report_tables`, if given), then the tokenizer and the
+        CAS reader (slow imports), off the request path."""
         from .tables import linked_tables
 
         try:
-            self.tables = linked_tables(self.index)
+            self.tables = linked_tables(self.index, computed)
         except Exception as e:  # noqa: BLE001 - shown on the page; the records stay browsable
             self.tables_error = f"{type(e).__name__}: {e}"
         finally:
             self.ready.set()
         self.tokens.get()
+        from ..attention import storage  # noqa: F401 - imported now, not on the first token view
 
     def meta(self) -> dict:
         ix = self.index
@@ -192,18 +195,27 @@ class Viewer:
     def __init__(self, run_dir: str | os.PathLike, port: int = 0, host: str = "127.0.0.1"):
         if not isinstance(port, int) or not 0 <= port <= 65535:
             raise InterpError(f"port must be an integer in 0..65535 (0 = any free port), got {port!r}")
-        self.state = ViewerState.open(run_dir)
+        if not Path(run_dir).is_dir():
+            raise InterpError(f"{run_dir} is not a directory; pass a run directory written by `interp sustain`")
+        self._tables = ChildTables(run_dir)  # on the other core while this process indexes the run
+        try:
+            self.state = ViewerState.open(run_dir)
+        except BaseException:
+            self._tables.stop()
+            raise
         try:
             self.httpd = ThreadingHTTPServer((host, port), make_handler(self.state))
         except OSError as e:
+            self._tables.stop()
             raise InterpError(f"cannot serve on {host}:{port} ({e}); pick another --port") from None
         self.httpd.daemon_threads = True
         self.url = f"http://{host}:{self.httpd.server_address[1]}/"
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True, name="interp-view")
         self._thread.start()
-        threading.Thread(target=self.state.compute, daemon=True, name="interp-view-tables").start()
+        threading.Thread(target=self.state.compute, args=(self._tables,), daemon=True, name="interp-view-tables").start()
 
     def stop(self) -> None:
+        self._tables.stop()
         self.httpd.shutdown()
         self.httpd.server_close()
 

@@ -8,10 +8,13 @@ a cell never leads to records that are not the ones it counted.
 from __future__ import annotations
 
 import math
+import multiprocessing
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import InterpError
 from .index import RunIndex
 
 TITLES = (("baseline", "Baseline"), ("overall", "SustainScore (with controls)"), ("by_type", "By constraint type"),
@@ -116,15 +119,60 @@ def _cell_links(name: str, row: dict, seeds: int) -> dict[str, tuple[dict[str, s
     return out
 
 
-def linked_tables(index: RunIndex) -> dict:
-    """The report's tables as JSON, each counting cell linked to the records it counts (checked)."""
+def report_tables(path: str) -> tuple[dict, int, dict[str, list[int]], str]:
+    """`sustain_tables` of the run at `path` (what `interp report` computes), its seeds per item, the lines the
+    tables skipped and the estimator note."""
     from ..experiments.report import ESTIMATOR_NOTE, sustain_tables
+    from ..rundir import RunDir
 
-    runs = index.rd.load_run()
+    rd = RunDir(path, warn=lambda s: None)
+    runs = rd.load_run()
     seeds = int(max((runs["baseline"].groupby("item_id").size().max() if len(runs["baseline"]) else 1), 1))
-    tables = sustain_tables(runs)
-    skipped = {f"{k}.jsonl": v for k, v in index.rd.skipped.items()}
-    del runs
+    return sustain_tables(runs), seeds, {f"{k}.jsonl": v for k, v in rd.skipped.items()}, ESTIMATOR_NOTE
+
+
+class ChildTables:
+    """`report_tables` computed in a child process (what the server does, while it indexes the run), so the
+    server never holds every full record (`RunDir.load_run`) nor imports torch (via `interp.experiments`) for
+    them. A daemon: it ends with the server, or on `stop()`."""
+
+    def __init__(self, path: str | os.PathLike):
+        ctx = multiprocessing.get_context("spawn")
+        self._recv, send = ctx.Pipe(duplex=False)
+        self.proc = ctx.Process(target=_child, args=(str(path), send), daemon=True, name="interp-view-tables")
+        self.proc.start()
+        send.close()
+
+    def result(self) -> tuple[dict, int, dict[str, list[int]], str]:
+        try:
+            ok, value = self._recv.recv()
+        except EOFError:
+            self.proc.join(5)
+            raise InterpError(f"the process computing the report tables ended without an answer "
+                              f"(exit code {self.proc.exitcode})") from None
+        self.proc.join(5)
+        if not ok:
+            raise InterpError(value)
+        return value
+
+    def stop(self) -> None:
+        if self.proc.is_alive():
+            self.proc.terminate()
+
+
+def _child(path: str, send) -> None:
+    try:
+        send.send((True, report_tables(path)))
+    except Exception as e:  # noqa: BLE001 - sent to the server, which shows it on the page
+        send.send((False, f"{type(e).__name__}: {e}"))
+
+
+def linked_tables(index: RunIndex, computed: ChildTables | None = None) -> dict:
+    """The report's tables as JSON, each counting cell linked to the records it counts (checked).
+
+    `computed`: the `report_tables` of this run already under way in a child process; else computed here.
+    """
+    tables, seeds, skipped, note = computed.result() if computed is not None else report_tables(str(index.path))
     out, mismatches = [], []
     for name, title in TITLES:
         if name not in tables:
@@ -150,4 +198,4 @@ def linked_tables(index: RunIndex) -> dict:
             links = {col: {"filters": f, "counts": kind} for col, (f, kind) in cells.items() if f in verified}
             lt.links.append(links)
         out.append(lt.to_dict())
-    return {"tables": out, "estimator": ESTIMATOR_NOTE, "mismatches": mismatches, "skipped": skipped}
+    return {"tables": out, "estimator": note, "mismatches": mismatches, "skipped": skipped}
