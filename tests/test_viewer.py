@@ -408,6 +408,20 @@ def test_a_link_whose_records_do_not_add_up_is_dropped(hand_run, monkeypatch):
     assert res["mismatches"] and "n" not in by_type["links"][kw] and "score" not in by_type["links"][kw]
 
 
+def test_tables_that_cannot_be_computed_are_an_error_and_records_stay_browsable(hand_run, tmp_path):
+    from interp.viewer import view
+
+    d = tmp_path / "run"
+    shutil.copytree(hand_run, d)
+    lines = [json.loads(x) for x in (d / "baseline.jsonl").read_text().splitlines()]
+    (d / "baseline.jsonl").write_text("".join(json.dumps({k: v for k, v in r.items() if k != "prompt_ids"}) + "\n"
+                                              for r in lines))
+    with view(d) as v:
+        with pytest.raises(InterpError, match="report tables could not be computed.*no readable baseline records"):
+            v.state.get_tables()
+        assert v.state.index.query({"stage": "baseline"})["total"] == len(lines)
+
+
 def test_export_and_cli_refuse_bad_input(hand_run, tmp_path):
     from interp.cli import main
     from interp.viewer import export_html, view

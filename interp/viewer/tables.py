@@ -8,10 +8,13 @@ a cell never leads to records that are not the ones it counted.
 from __future__ import annotations
 
 import math
-import multiprocessing
 import os
+import pickle
 import re
+import subprocess
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ..errors import InterpError
@@ -122,49 +125,38 @@ def _cell_links(name: str, row: dict, seeds: int) -> dict[str, tuple[dict[str, s
 def report_tables(path: str) -> tuple[dict, int, dict[str, list[int]], str]:
     """`sustain_tables` of the run at `path` (what `interp report` computes), its seeds per item, the lines the
     tables skipped and the estimator note."""
-    from ..experiments.report import ESTIMATOR_NOTE, sustain_tables
     from ..rundir import RunDir
 
     rd = RunDir(path, warn=lambda s: None)
-    runs = rd.load_run()
+    runs = rd.load_run()  # before the slow import (torch, via interp.experiments): a bad run fails fast
+    from ..experiments.report import ESTIMATOR_NOTE, sustain_tables
+
     seeds = int(max((runs["baseline"].groupby("item_id").size().max() if len(runs["baseline"]) else 1), 1))
     return sustain_tables(runs), seeds, {f"{k}.jsonl": v for k, v in rd.skipped.items()}, ESTIMATOR_NOTE
 
 
 class ChildTables:
-    """`report_tables` computed in a child process (what the server does, while it indexes the run), so the
-    server never holds every full record (`RunDir.load_run`) nor imports torch (via `interp.experiments`) for
-    them. A daemon: it ends with the server, or on `stop()`."""
+    """`report_tables` computed by a child process (`python -m interp.viewer.child RUN`, started by the server
+    before it indexes the run), so the server never holds every full record (`RunDir.load_run`) nor imports
+    torch (via `interp.experiments`) for them. A separate interpreter rather than multiprocessing, which would
+    re-run the caller's script in the child. Ended by `stop()`."""
 
     def __init__(self, path: str | os.PathLike):
-        ctx = multiprocessing.get_context("spawn")
-        self._recv, send = ctx.Pipe(duplex=False)
-        self.proc = ctx.Process(target=_child, args=(str(path), send), daemon=True, name="interp-view-tables")
-        self.proc.start()
-        send.close()
+        root = str(Path(__file__).resolve().parents[2])  # the checkout whose `interp` this is
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([root] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+        self.proc = subprocess.Popen([sys.executable, "-m", "interp.viewer.child", str(path)], env=env,
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     def result(self) -> tuple[dict, int, dict[str, list[int]], str]:
-        try:
-            ok, value = self._recv.recv()
-        except EOFError:
-            self.proc.join(5)
-            raise InterpError(f"the process computing the report tables ended without an answer "
-                              f"(exit code {self.proc.exitcode})") from None
-        self.proc.join(5)
-        if not ok:
-            raise InterpError(value)
-        return value
+        out, err = self.proc.communicate()
+        if self.proc.returncode != 0:
+            last = err.decode(errors="replace").strip().splitlines()[-1:] or [f"exit code {self.proc.returncode}"]
+            raise InterpError(f"computing the report tables failed: {last[0]}")
+        return pickle.loads(out)
 
     def stop(self) -> None:
-        if self.proc.is_alive():
+        if self.proc.poll() is None:
             self.proc.terminate()
-
-
-def _child(path: str, send) -> None:
-    try:
-        send.send((True, report_tables(path)))
-    except Exception as e:  # noqa: BLE001 - sent to the server, which shows it on the page
-        send.send((False, f"{type(e).__name__}: {e}"))
 
 
 def linked_tables(index: RunIndex, computed: ChildTables | None = None) -> dict:
@@ -199,3 +191,4 @@ def linked_tables(index: RunIndex, computed: ChildTables | None = None) -> dict:
             lt.links.append(links)
         out.append(lt.to_dict())
     return {"tables": out, "estimator": note, "mismatches": mismatches, "skipped": skipped}
+
