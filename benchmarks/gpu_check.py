@@ -8,7 +8,7 @@ Models are built from configs with random weights (no download): Llama-3.1-8B, Q
 Per model, per batch size, greedy decoding of exactly `--new-tokens` tokens (EOS disabled) after ~`--prompt-tokens`
 prompts with constraint spans, five paths side by side:
 
-- ``hf``: HF `generate` on the same module switched to SDPA (eager for Gemma-2, which has no SDPA in transformers);
+- ``hf``: HF `generate` on the same module switched to SDPA (eager for Gemma-2: SDPA cannot softcap);
 - ``plain``: `interp.generate`; ``cas``: with ``capture=[CAS()]``; ``ivs``: with one scale (task span, alpha 2)
   and one knockout (constraint spans) intervention; ``cas+ivs``: both.
 
@@ -338,7 +338,11 @@ class attn_impl:
 
 
 def hf_impl(hf) -> str:
-    return "sdpa" if getattr(hf, "_supports_sdpa", False) else "eager"
+    """HF's attention for the baseline: SDPA, or eager where SDPA cannot compute the model (logit softcapping:
+    recent transformers refuse SDPA for Gemma-2, older ones such as 5.17 silently drop the softcap)."""
+    if getattr(hf.config, "attn_logit_softcapping", None) is not None or not getattr(hf, "_supports_sdpa", False):
+        return "eager"
+    return "sdpa"
 
 
 def run_path(model, path: str, prompts, new: int, ivs) -> tuple[list[list[int]], list]:
@@ -403,6 +407,7 @@ def check_model(key: str, a, dev: Device, budget: Budget, rep: Report, write: Ca
         for p in PATHS:
             run_path(model, p, prompts[B], 2, ivs)
     dev.sync()
+    rep.meta["models"][key]["host_costs"] = host_costs(model, prompts[max(a.batches)], a.new_tokens)
     rows: dict[tuple[int, str], Timing] = {}
     keep: dict[tuple[int, str], list] = {}
     exact_b = max([b for b in a.batches if b <= 8] or [min(a.batches)])
@@ -447,6 +452,32 @@ def check_model(key: str, a, dev: Device, budget: Budget, rep: Report, write: Ca
         write()
         if r == 0:
             model_checks(key, a, dev, budget, rep, write, model, prompts, ivs, exact_b, keep, left)
+
+
+def host_costs(model, prompts, new: int) -> dict:
+    """CPU work of `interp.generate` that HF `generate` does not do, inside every interp path's time: the
+    tokenizer's ``get_vocab()`` (called per batch to find EOS ids) and decoding the outputs to text."""
+    tok = model.tokenizer
+    calls = [0]
+    orig = tok.get_vocab
+
+    def counted(*args, **kw):
+        calls[0] += 1
+        return orig(*args, **kw)
+
+    tok.get_vocab = counted
+    try:
+        interp.generate(model, prompts[:1], max_new_tokens=2, batch_size=1, progress=False)
+    finally:
+        del tok.get_vocab
+    t = time.perf_counter()
+    tok.get_vocab()
+    t_vocab = time.perf_counter() - t
+    ids = [p.input_ids[:new] for p in prompts]
+    t = time.perf_counter()
+    tok.batch_decode(ids, skip_special_tokens=True)
+    return {"get_vocab_s": round(t_vocab, 4), "get_vocab_calls_per_batch": calls[0],
+            f"decode_{len(ids)}x{new}_tokens_s": round(time.perf_counter() - t, 4)}
 
 
 def model_checks(key, a, dev, budget, rep, write, model, prompts, ivs, exact_b, keep, left) -> None:
@@ -615,6 +646,9 @@ def summary(rep: Report) -> str:
     ratio = {(x["model"], x["batch"], x["path"]): x for x in rep.ratios}
     for key, info in m.get("models", {}).items():
         lines.append(f"\n{info['name']}: {info['params'] / 1e9:.2f}B params, HF baseline attention {info['hf_attention']}")
+        if "host_costs" in info:
+            lines.append("interp.generate host work per call (not in HF generate): "
+                         + ", ".join(f"{k} {v}" for k, v in info["host_costs"].items()))
         lines.append(f"{'batch':>5} {'path':<8} {'best s':>8} {'tok/s':>9} {'x hf':>6} {'peak GiB':>9} {'above GiB':>9}"
                      f" {'same ids':>8}")
         for t in [t for t in rep.timings if t.model == key]:
@@ -648,7 +682,8 @@ def summary(rep: Report) -> str:
         bad = [c for c in rep.conformance if not c.ok]
         lines.append(f"\nconformance on {m['device']}: {len(rep.conformance) - len(bad)}/{len(rep.conformance)} passed"
                      + "".join(f"\n  FAIL {c.case}: {c.error}" for c in bad))
-    lines.append("\ngoals: " + ", ".join(f"{k}={v if not isinstance(v, float) else round(v, 3)}" for k, v in rep.goals.items()))
+    lines.append(("\ngoals (dry run: format only, these numbers say nothing about the GPU goals): " if m["dry_run"]
+                  else "\ngoals: ") + ", ".join(f"{k}={v if not isinstance(v, float) else round(v, 3)}" for k, v in rep.goals.items()))
     lines += [f"skipped: {s}" for s in rep.skipped] + [f"error: {e}" for e in rep.errors]
     return "\n".join(lines) + "\n"
 
