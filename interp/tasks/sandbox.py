@@ -475,7 +475,7 @@ class _Session:
         assert self.proc is not None
         left: list[int] = []
         oom = False
-        if self.cg is not None:
+        if self.cg is not None:  # the run first, then `unshare` (its parent, which reaps it)
             left = self.cg.kill()
             oom = self.cg.out_of_memory()
         _kill_group(self.proc.pid)
@@ -530,7 +530,7 @@ class _Session:
             stdout = stdout[: -len(marker)]
         rc = self.proc.returncode
         reason = _reason(not finished, rc, violations, stdout_ok, stderr, oom)
-        error = next((ln for ln in reversed(stderr.splitlines()) if ln.strip()), "")
+        error = next((ln for ln in reversed(stderr.splitlines()) if ln.strip() and not ln.startswith("unshare: ")), "")
         return RunResult(passed=reason == "ok", reason=reason, returncode=rc, stdout=sanitize(stdout),
                          stderr=sanitize(stderr), wall_s=round(wall, 4), error=sanitize(error, ERROR_CHARS))
 
@@ -646,9 +646,10 @@ def _check(job: CheckJob, limits: Limits, jail: bool) -> RunResult:
         pass
     elif load_error is not None:
         res.reason, res.error = "load error", sanitize(load_error, ERROR_CHARS)
+    elif lost == "the program ended" and res.reason not in ("ok", "exited before the end"):
+        pass  # it died of its own accord: the process's reason (memory, exit code, signal) says why
     elif lost is not None:
-        rr = res.reason
-        res.reason = rr if rr not in ("ok", "exited before the end") else f"exited before the end ({lost})"
+        res.reason = f"exited before the end ({lost})" if lost == "the program ended" else f"bad reply ({lost})"
     elif state.get("failed"):
         res.reason, res.error = "failed", failures[0] if failures else "failed"
     else:
