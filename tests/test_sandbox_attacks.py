@@ -809,3 +809,74 @@ def test_uevents_mount_tables_and_invisible_characters_do_not_leak(monkeypatch):
     assert "/sys/fs/cgroup" in _unjailed(LEAKS).stdout
     monkeypatch.setattr(sandbox, "_INVISIBLE", __import__("re").compile("(?!)"))  # bite: no stripping
     assert "\u200f" in run_program(LEAKS, **FAST).stdout
+
+
+SYSCALLS = RAW + CTYPES + """
+libc.syscall.restype = ctypes.c_long
+def sc(name, *a):
+    r = libc.syscall(*a)
+    print(name, r if r >= 0 else -ctypes.get_errno())
+sc('unshare_user', 272, 0x10000000)
+sc('clone_newuser', 56, 0x10000000 | 17, 0, 0, 0, 0)
+sc('clone3', 435, None, 0)
+sc('io_uring_setup', 425, 1, ctypes.create_string_buffer(120))
+sc('ptrace', 101, 0, 0, 0, 0)
+sc('bpf', 321, 0, None, 0)
+sc('perf_event_open', 298, ctypes.create_string_buffer(128), 0, -1, -1, 0)
+sc('mount', 165, b'none', b'/tmp', b'tmpfs', 0, None)
+sc('keyctl', 250, 0, -3, 0)
+sc('setsid', 112)
+sc('setpgid', 109, 0, 0)
+"""
+DENIED = {"unshare_user": "-1", "clone_newuser": "-1", "clone3": "-38", "io_uring_setup": "-1", "ptrace": "-1",
+          "bpf": "-1", "perf_event_open": "-1", "mount": "-1", "keyctl": "-1", "setsid": "-1", "setpgid": "-1"}
+
+
+def test_seccomp_filter_denies_what_no_solution_needs(monkeypatch):
+    """Item 3: each denied syscall fails with EPERM (clone3: ENOSYS, so libc falls back to a checked clone)."""
+    lines = dict(ln.split(" ", 1) for ln in run_program(SYSCALLS, **FAST).stdout.splitlines())
+    assert lines == DENIED, lines
+    monkeypatch.setattr(jail_policy, "compiled", lambda: b"")  # bite: the same calls without the filter
+    lines = dict(ln.split(" ", 1) for ln in run_program(SYSCALLS, **FAST).stdout.splitlines())
+    assert lines["setsid"] != "-1" and lines["io_uring_setup"] != "-1" and lines["keyctl"] != "-1", lines
+
+
+def test_replies_are_capped_in_depth_count_and_collisions():
+    """Item 5: the decoder's limits, each just inside and just past."""
+    deep = 1
+    for _ in range(70):
+        deep = [deep]
+    with pytest.raises(jail_codec.DecodeError, match="deeper"):
+        jail_codec.decode(deep)
+    assert jail_codec.decode(deep, max_depth=80) == deep
+    with pytest.raises(jail_codec.DecodeError, match="more than 10 values"):
+        jail_codec.decode(list(range(10)), max_nodes=10)
+    m = (1 << 61) - 1
+    assert jail_codec.decode({"#": "set", "v": [k * m for k in range(1, 9)]}) == {k * m for k in range(1, 9)}
+    with pytest.raises(jail_codec.DecodeError, match="share one hash"):
+        jail_codec.decode([k * m for k in range(1, 10)])  # a list too: the test may build a set from it
+    tuples = [{"#": "tuple", "v": [k * m]} for k in range(1, 10)]
+    with pytest.raises(jail_codec.DecodeError, match="share one hash"):
+        jail_codec.decode({"#": "frozenset", "v": tuples})
+    assert jail_codec.decode([5] * 1000) == [5] * 1000  # equal values are not collisions
+    for bad in ({"v": []}, {"#": "set", "v": [[1]]}, {"#": "bytes", "v": "zz"}):
+        with pytest.raises(jail_codec.DecodeError):
+            jail_codec.decode(bad)
+
+
+@pytest.mark.parametrize("what", ["cgroup", "seccomp"])
+def test_missing_cgroup_or_seccomp_is_refused_unless_opted_out(monkeypatch, what):
+    """Item 2/3: where no run cgroup can be made (or no filter compiled), untrusted code is refused."""
+    if what == "cgroup":
+        monkeypatch.setattr(jail_cgroup, "layout", lambda: "no cgroup hierarchy with the memory and pids controllers")
+    else:
+        monkeypatch.setattr(jail_policy, "problem", lambda: "the `pyseccomp` package is not installed")
+    monkeypatch.delenv("INTERP_SANDBOX_UNSAFE", raising=False)
+    sandbox.jail_problem.cache_clear()
+    try:
+        with pytest.raises(InterpError, match=f"{'no cgroup' if what == 'cgroup' else 'pyseccomp'}.*"
+                                              "INTERP_SANDBOX_UNSAFE=1"):
+            run_program("print(1)", **FAST)
+        assert run_program("print(1)", jail=False, **FAST).passed
+    finally:
+        sandbox.jail_problem.cache_clear()

@@ -53,6 +53,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -332,8 +333,26 @@ class _Lost(BaseException):
     """The jail stopped answering (timeout, crash, exit, bad reply): the check cannot go on."""
 
 
-def _run_uid() -> int | None:
-    return _UID_BASE + secrets.randbelow(_UID_SPAN) if os.geteuid() == 0 else None
+_uids_in_use: set[int] = set()
+_uids_lock = threading.Lock()
+
+
+def _take_uid() -> int | None:
+    """A uid for one run, distinct from every other live run of this process (None when not root)."""
+    if os.geteuid() != 0:
+        return None
+    with _uids_lock:
+        while True:
+            uid = _UID_BASE + secrets.randbelow(_UID_SPAN)
+            if uid not in _uids_in_use:
+                _uids_in_use.add(uid)
+                return uid
+
+
+def _release_uid(uid: int | None) -> None:
+    if uid is not None:
+        with _uids_lock:
+            _uids_in_use.discard(uid)
 
 
 def _make_cgroup(limits: Limits) -> cgroup.RunCgroup:
@@ -361,7 +380,7 @@ class _Session:
         rlimits = [("RLIMIT_CPU", cpu, cpu + 1), ("RLIMIT_AS", mem, mem), ("RLIMIT_FSIZE", fsize, fsize),
                    ("RLIMIT_NOFILE", limits.open_files, limits.open_files),
                    ("RLIMIT_NPROC", limits.nproc, limits.nproc), ("RLIMIT_CORE", 0, 0)]
-        self.uid = _run_uid() if jail else None
+        self.uid = _take_uid() if jail else None
         self.proc: subprocess.Popen | None = None
         self.reply_r, reply_w = os.pipe() if serve else (-1, -1)
         self.cg: cgroup.RunCgroup | None = None
@@ -389,6 +408,7 @@ class _Session:
         except BaseException:
             if self.cg is not None:
                 self.cg.remove()
+            _release_uid(self.uid)
             remove_tree(base)
             if serve:
                 os.close(self.reply_r)
@@ -505,11 +525,12 @@ class _Session:
                 time.sleep(0.05)
             else:
                 left += survivors
-        if left:
+        if left:  # the uid stays taken: its processes are still there
             raise InterpError(f"sandboxed run left processes that could not be killed (pids {sorted(set(left))}); "
                               "refusing to report its verdict")
         if self.cg is not None:
             self.cg.remove()
+        _release_uid(self.uid)
         return oom
 
     def finish(self, run_to_end: bool) -> RunResult:
