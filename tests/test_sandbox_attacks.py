@@ -563,7 +563,7 @@ f = sys._getframe(1)
 req, rep = f.f_locals['req_fd'], f.f_globals['config'].reply_fd
 fcntl.fcntl(req, 1031, 4096)  # F_SETPIPE_SZ: the smallest request pipe
 os.write(rep, b'{"ready": true}\\n' + b'{"ok": 5}\\n' * 200)  # forged replies, then stop reading requests
-time.sleep(5)
+time.sleep(8)
 def add(a, b):
     return a + b
 """
@@ -580,11 +580,11 @@ def test_a_stalled_request_pipe_cannot_hang_the_parent(monkeypatch):
     t0 = time.monotonic()
     [r] = run_checks([CheckJob(FLOOD, BIG_TEST, "add")], timeout_s=1.5, memory_mb=256)
     wall = time.monotonic() - t0
-    assert wall < 3.5 and not r.passed and r.reason == "timeout", (wall, r)
+    assert wall < 5.0 and not r.passed and r.reason == "timeout", (wall, r)
     monkeypatch.setattr(sandbox._Session, "_send", _blocking_send)  # bite: a write without a deadline
     t0 = time.monotonic()
     [r] = run_checks([CheckJob(FLOOD, BIG_TEST, "add")], timeout_s=1.5, memory_mb=256)
-    assert time.monotonic() - t0 > 4.5  # blocked until the program chose to end
+    assert time.monotonic() - t0 > 7.0  # blocked until the program chose to end
 
 
 def _collider(n: int) -> str:
@@ -735,7 +735,7 @@ def test_kernel_keyrings_are_out_of_reach():
     """Row 8: a canary key in this process's own session keyring; the jail can neither read it nor add keys
     the host (or a later run) sees."""
     libc = _keyctl()
-    assert libc.syscall(250, 1, b"interp-test-session") > 0  # KEYCTL_JOIN_SESSION_KEYRING: a session of our own
+    assert libc.syscall(250, 1, None) > 0  # KEYCTL_JOIN_SESSION_KEYRING: a fresh anonymous session of our own
     canary = libc.syscall(248, b"user", b"interp-canary", b"CANARY-KEY-42", 13, -3)
     assert canary > 0
     first, second = run_program(KEYS, **FAST), run_program(KEYS, **FAST)
