@@ -163,3 +163,11 @@ def test_run_many_is_parallel_and_ordered():
     assert all(r.passed for r in res)
     assert time.monotonic() - t0 < 0.6 * 4
     assert run_many([]) == []
+
+
+@pytest.mark.parametrize("bad", [dict(memory_mb=0), dict(disk_mb=-1), dict(nproc=-1), dict(timeout_s=0),
+                                 dict(open_files=1.5), dict(memory_mb=True)])
+def test_limits_are_checked_at_the_door(bad):
+    from interp.errors import InterpError
+    with pytest.raises(InterpError, match="Limits\\."):
+        Limits(**bad)
