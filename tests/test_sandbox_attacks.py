@@ -463,18 +463,28 @@ def _kill_and_release(pids: list[int]) -> None:
             os.kill(pid, 9)
         except OSError:
             pass
-    time.sleep(0.3)
+    for pid in pids:  # reparented to the host's init, which reaps it when it gets to it
+        for _ in range(200):
+            if not os.path.exists(f"/proc/{pid}"):
+                break
+            time.sleep(0.05)
     for names, path in groups:
         for c in names.split(","):
-            try:
-                (Path("/sys/fs/cgroup") / c / path.lstrip("/")).rmdir()
-            except OSError:
-                pass
+            d = Path("/sys/fs/cgroup") / c / path.lstrip("/")
+            for _ in range(100):  # until the killed process is released
+                try:
+                    d.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.05)
 
 
 SURVIVOR = RAW + CTYPES + """
 libc.prctl(15, b'interp-survivor', 0, 0, 0)
 print('setsid', libc.setsid(), ctypes.get_errno())
+libc.prctl(1, 0, 0, 0, 0)  # and no kill-on-parent-death
 import time
 os_exit = P._exit
 import os
@@ -880,3 +890,26 @@ def test_missing_cgroup_or_seccomp_is_refused_unless_opted_out(monkeypatch, what
         assert run_program("print(1)", jail=False, **FAST).passed
     finally:
         sandbox.jail_problem.cache_clear()
+
+
+def test_a_crashed_toolkits_runs_are_killed_by_the_next_one():
+    """Item 1: a run cgroup whose toolkit process is gone (killed mid-run) is killed and removed by `sweep`."""
+    lay = jail_cgroup.layout()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    orphan = subprocess.Popen(["sleep", "30"])
+    try:
+        made = jail_cgroup.RunCgroup(lay, memory_mb=64, pids=4)  # renamed to look like the dead toolkit's
+        name = f"{jail_cgroup._owner_prefix()}{dead.pid}-feedc0de"
+        stale = {c: d.with_name(name) for c, d in made.dirs.items()}
+        for c, d in made.dirs.items():
+            d.rename(stale[c])
+            (stale[c] / "cgroup.procs").write_text(str(orphan.pid))
+        mine = jail_cgroup.RunCgroup(lay, memory_mb=64, pids=4)  # a live toolkit's (ours): left alone
+        assert jail_cgroup.sweep(lay) == [name]
+        assert orphan.wait(5) == -9 and not any(d.exists() for d in stale.values())
+        assert all(d.exists() for d in mine.dirs.values())
+        mine.remove()
+    finally:
+        orphan.kill()
+        orphan.wait()

@@ -102,6 +102,7 @@ def enter(j: JailConfig) -> None:
         os.setgroups([])
         os.setresgid(j.gid, j.gid, j.gid)
         os.setresuid(j.uid, j.uid, j.uid)
+    _ok(_libc.prctl(1, 9, 0, 0, 0), "kill on parent death")  # PR_SET_PDEATHSIG again: the uid change cleared it
     _ok(_libc.capset((ctypes.c_uint32 * 2)(0x20080522, 0), (ctypes.c_uint32 * 6)()), "clear capabilities")
     _ok(_libc.prctl(38, 1, 0, 0, 0), "no_new_privs")
     if _libc.syscall(250, 1, None) < 0:  # KEYCTL_JOIN_SESSION_KEYRING: a fresh, empty, anonymous session keyring

@@ -59,16 +59,62 @@ def _probe(lay: Layout) -> Layout | str:
         RunCgroup(lay, memory_mb=64, pids=4).remove()
     except OSError as e:
         return f"cannot create a cgroup under {', '.join(map(str, lay.parents.values()))}: {e.strerror or e}"
+    sweep(lay)
     return lay
+
+
+def sweep(lay: Layout) -> list[str]:
+    """Kill and remove the run cgroups of toolkit processes that are gone (a crash mid-run leaves its jailed
+    process running with nobody to stop it); the names removed."""
+    names = set()
+    for parent in lay.parents.values():
+        try:
+            names.update(e.name for e in os.scandir(parent) if e.is_dir() and e.name.startswith("interp-"))
+        except OSError:
+            pass
+    removed = []
+    prefix = _owner_prefix()
+    for name in sorted(names):
+        owner = name[len(prefix):].split("-")[0]
+        if not name.startswith(prefix) or not owner.isdigit() or _alive(int(owner)):
+            continue
+        cg = RunCgroup(lay, 0, 0, name=name)
+        if not cg.kill(timeout=2.0):
+            cg.remove()
+            removed.append(name)
+    return removed
+
+
+def _owner_prefix() -> str:
+    """`interp-<pid namespace>-`: run cgroups are named after the toolkit process (in its pid namespace) that
+    made them, so `sweep` can tell a dead owner from one it cannot see."""
+    try:
+        return f"interp-{os.stat('/proc/self/ns/pid').st_ino}-"
+    except OSError:
+        return "interp-0-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
 
 
 class RunCgroup:
     """One run's cgroup(s), created with their limits set."""
 
-    def __init__(self, lay: Layout, memory_mb: int, pids: int, cpus: float = 1.0):
+    def __init__(self, lay: Layout, memory_mb: int, pids: int, cpus: float = 1.0, name: str | None = None):
+        """A new cgroup with these limits; with `name`, the existing one of that name (to kill and remove)."""
         self.lay = lay
-        name = "interp-" + secrets.token_hex(6)
+        existing = name is not None
+        name = name or f"{_owner_prefix()}{os.getpid()}-{secrets.token_hex(6)}"  # one name in every hierarchy
         self.dirs = {c: p / name for c, p in lay.parents.items()}
+        if existing:
+            return
         made: list[Path] = []
         try:
             for d in self.dirs.values():
