@@ -66,7 +66,7 @@ def _probe(lay: Layout) -> Layout | str:
 def sweep(lay: Layout) -> list[str]:
     """Kill and remove the run cgroups of toolkit processes that are gone (a crash mid-run leaves its jailed
     process running with nobody to stop it); the names removed."""
-    names = set()
+    names: set[str] = set()
     for parent in lay.parents.values():
         try:
             names.update(e.name for e in os.scandir(parent) if e.is_dir() and e.name.startswith("interp-"))
