@@ -62,7 +62,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ..errors import InterpError
-from .jail import RUNNER_DIR, cgroup, policy
+from .jail import RUNNER_DIR, cgroup, policy, precompile
 from .jail.codec import DecodeError, decode, encode
 from .jail.config import JailConfig, RunnerConfig
 from .jail.fs import remove_tree
@@ -207,6 +207,7 @@ def jail_problem() -> str | None:
     problem = policy.problem()
     if problem:
         return f"no seccomp filter: {problem}"
+    precompile()
     r = _run(_PROBE, Limits(timeout_s=20.0, memory_mb=512), jail=True)
     out = r.stdout.split()
     if r.passed and len(out) == 4 and out[1:] == ["1", "2", "True"] and (out[0] != "0" or os.geteuid() != 0):

@@ -8,3 +8,14 @@ Trusted side (imported by the toolkit): `policy` (the seccomp filter), `cgroup` 
 from pathlib import Path
 
 RUNNER_DIR = str(Path(__file__).resolve().parent)
+
+
+def precompile() -> None:
+    """Write the runner's bytecode next to it when missing or stale: the jail's interpreter runs with -B
+    (never writes any) and would otherwise compile these modules from source at every run."""
+    import compileall
+
+    try:
+        compileall.compile_dir(RUNNER_DIR, maxlevels=0, quiet=2)
+    except OSError:
+        pass  # a read-only install: its bytecode was written when it was installed
