@@ -632,12 +632,20 @@ def add(a, b):
 """
 
 
-def test_a_deep_tree_in_the_work_dir_neither_breaks_cleanup_nor_stays(monkeypatch, tmp_path):
+def test_a_deep_tree_in_the_work_dir_neither_breaks_cleanup_nor_stays(monkeypatch):
     """Row 5: mkdir + chdir 1,100 levels deep; both results of score_many come back, the host folder is empty."""
-    import shutil
     import tempfile
+    shm = Path(tempfile.mkdtemp(dir="/dev/shm"))  # the runs' host folders, on a tmpfs (the disk here is slow)
+    monkeypatch.setattr(tempfile, "tempdir", str(shm))
+    try:
+        _deep_tree_scoring(monkeypatch, shm)
+    finally:
+        remove_tree(shm)
+
+
+def _deep_tree_scoring(monkeypatch, tmp_path):
+    import shutil
     from interp.tasks import get_task
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     task = get_task("smoke_code")
     item = task.items()[0]
     hostile, good = "```python\n" + DEEP + "```", "```python\ndef add(a, b):\n    return a + b\n```"
