@@ -10,9 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
+
+
+_SURROGATE = re.compile(r"[\ud800-\udfff]")  # not encodable as UTF-8: replaced so no record is lost to them
 
 
 def record_key(**parts: Any) -> str:
@@ -63,7 +67,10 @@ class ResultStore:
         return set(self._keys)
 
     def append(self, record: dict) -> bool:
-        """Write one record unless its key is already stored; returns whether it was written."""
+        """Write one record unless its key is already stored; returns whether it was written.
+
+        Lone surrogates in its text (e.g. from a program's error message) are written as U+FFFD, so an
+        encoding error can never lose the record."""
         if "key" not in record:
             raise ValueError("record needs a 'key' (see record_key)")
         if record["key"] in self._keys:
@@ -72,7 +79,7 @@ class ResultStore:
             self._guard()
         if self._schema is not None:
             record = self._schema.from_dict(record).to_dict()
-        line = json.dumps(record, default=_json_default, ensure_ascii=False) + "\n"
+        line = _SURROGATE.sub("\ufffd", json.dumps(record, default=_json_default, ensure_ascii=False)) + "\n"
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(line)
             f.flush()

@@ -18,3 +18,11 @@ command -v chromium >/dev/null 2>&1 || { [ "$(id -u)" = 0 ] && command -v apt-ge
   && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
   || echo "warning: chromium not installed (apt-get install chromium); the viewer's browser tests will be skipped"
 echo "setup done: $(.venv/bin/python -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)')"
+# The code jail (interp/tasks/sandbox.py): `unshare` (util-linux) and libseccomp.so.2 for its seccomp filter.
+if ! command -v unshare >/dev/null || ! ldconfig -p 2>/dev/null | grep -q 'libseccomp\.so\.2'; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && apt-get install -y -qq util-linux libseccomp2
+  else
+    echo "setup: install util-linux and libseccomp2 for the code sandbox (untrusted code is refused without them)" >&2
+  fi
+fi

@@ -163,3 +163,38 @@ def test_run_many_is_parallel_and_ordered():
     assert all(r.passed for r in res)
     assert time.monotonic() - t0 < 0.6 * 4
     assert run_many([]) == []
+
+
+@pytest.mark.parametrize("bad", [dict(memory_mb=0), dict(disk_mb=-1), dict(nproc=-1), dict(timeout_s=0),
+                                 dict(open_files=1.5), dict(memory_mb=True)])
+def test_limits_are_checked_at_the_door(bad):
+    from interp.errors import InterpError
+    with pytest.raises(InterpError, match="Limits\\."):
+        Limits(**bad)
+
+
+def test_remove_tree_copes_with_any_depth_and_follows_no_symlink(tmp_path):
+    import tempfile
+    from pathlib import Path
+    from interp.tasks.jail.fs import remove_tree
+    shm = Path(tempfile.mkdtemp(dir="/dev/shm"))  # a tmpfs: 9,000 entries on the loaded disk take seconds
+    try:
+        _deep_tree_check(remove_tree, tmp_path / "outside", shm / "tree")
+    finally:
+        remove_tree(shm)
+
+
+def _deep_tree_check(remove_tree, outside, tree):
+    outside.mkdir()
+    (outside / "keep.txt").write_text("keep")
+    tree.mkdir()
+    fd = os.open(tree, os.O_RDONLY)
+    for _ in range(3000):  # far past the recursion limit of shutil.rmtree
+        os.mkdir("d", dir_fd=fd)
+        os.symlink(str(outside), "link", dir_fd=fd)
+        nxt = os.open("d", os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = nxt
+    os.close(fd)
+    remove_tree(tree)
+    assert not tree.exists() and (outside / "keep.txt").read_text() == "keep"

