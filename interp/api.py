@@ -28,7 +28,8 @@ from .interventions.ops import Intervention
 from .interventions.spec import InterventionProvider, RowInterventions
 from .models.generation import (Batch, CaptureSpec, GenConfig, Generation, forward_teacher_forced, make_batch)
 from .models.generation import generate as _generate
-from .models.hooked_attention import AttentionHooks, AttnCall, HookFn, hook_names, hooks, resolve_hook_names  # noqa: F401
+from .models.hooked_attention import (AttentionHooks, AttnCall, HookFn, hook_names, hooks,  # noqa: F401
+                                      require_hooked, resolve_hook_names)
 from .prompts import Part, Prompt, build_prompt
 
 
@@ -41,9 +42,25 @@ def _as_prompt(model, p: Prompt | str) -> Prompt:
     raise InterpError(f"prompts must be interp.Prompt (build_prompt) or str, got {type(p).__name__}")
 
 
+def _prompt_list(model, prompts) -> list[Prompt]:
+    """The prompts of a call as `Prompt`s; a bare string or Prompt (not a list of them) is refused."""
+    if isinstance(prompts, (str, Prompt)):
+        raise InterpError(f"pass a list of prompts, got one {type(prompts).__name__}: wrap it as [...] "
+                          "(a bare string would be read as one prompt per character)")
+    return [_as_prompt(model, p) for p in prompts]
+
+
+def _as_list(value, what: str, example: str) -> list:
+    if value is None:
+        return []
+    if not isinstance(value, (list, tuple)):
+        raise InterpError(f"{what} takes a list, got one {type(value).__name__}: pass {what}=[{example}]")
+    return list(value)
+
+
 def _per_prompt(interventions, n: int) -> list[list]:
     """`interventions` as one list per prompt: a flat list applies to every prompt, a list of lists is per prompt."""
-    ivs = list(interventions)
+    ivs = _as_list(interventions, "interventions", "interp.Intervention(...)")
     if all(isinstance(x, (Intervention, dict)) for x in ivs):
         return [list(ivs) for _ in range(n)]
     if len(ivs) != n or not all(isinstance(x, (list, tuple)) for x in ivs):
@@ -68,7 +85,8 @@ def generate(model, prompts: Sequence[Prompt | str], cfg: GenConfig | None = Non
                               f"{sorted(GenConfig.__dataclass_fields__)}")
         cfg = GenConfig(**{**asdict(cfg or GenConfig()), **gen_kwargs})
     cfg = cfg or GenConfig()
-    ps = [_as_prompt(model, p) for p in prompts]
+    ps = _prompt_list(model, prompts)
+    capture = _as_list(capture, "capture", "interp.CAS()")
     extras = None
     if interventions is not None:
         extras = [{"interventions": r} for r in _per_prompt(interventions, len(ps))]
@@ -83,13 +101,14 @@ def generate(model, prompts: Sequence[Prompt | str], cfg: GenConfig | None = Non
 
 
 def _batch(model, prompts: Sequence[Prompt | str]) -> Batch:
-    ps = [_as_prompt(model, p) for p in prompts]
+    ps = _prompt_list(model, prompts)
     if not ps:
         raise InterpError("no prompts")
     return make_batch(model.tokenizer, ps, model.device)
 
 
 def _forward(model, batch: Batch) -> torch.Tensor:
+    require_hooked(model.hf)
     pos = (batch.attention_mask.cumsum(-1) - 1).clamp(min=0)
     return model.hf(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=pos,
                     use_cache=False).logits
@@ -194,7 +213,8 @@ def trace(model, prompts: Sequence[Prompt | str], outputs: Sequence[Sequence[int
           grad: bool = False) -> TraceResult:
     """One forward over prompt + stored output (token ids or text) with `capture` and `interventions` as in
     `interp.generate`: CAS of a stored generation without generating again. `outputs=None`: the prompts alone."""
-    ps = [_as_prompt(model, p) for p in prompts]
+    ps = _prompt_list(model, prompts)
+    capture = _as_list(capture, "capture", "interp.CAS()")
     if outputs is None:
         outs: list[list[int]] = [[] for _ in ps]
     else:

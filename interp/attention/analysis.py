@@ -246,6 +246,10 @@ def _gather(d: Path, span: str, how: str, control: str | None, teacher_forced: b
         return _span_array(root, rel, span, h, ctl)
 
     live = {r["key"]: a for r in recs if (a := arr(d, r["cas_file"])) is not None}
+    if recs and not live:  # a span no CAS file has (a typo): refuse rather than overwrite a report with an empty one
+        recorded = [x for x in read_cas(d, recs[0]["cas_file"])[1] if not x.startswith("__")]
+        raise InterpError(f"span {span!r} is in none of the run's CAS files (recorded spans: {recorded}); "
+                          "pass --span with one of them")
     if len(live) < len(recs):
         notes.append(f"{len(recs) - len(live)} generations left out: span {span!r} absent or empty output")
     recs = [r for r in recs if r["key"] in live]

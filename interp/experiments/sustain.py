@@ -246,7 +246,7 @@ class SustainRun:
 
     def _generate_and_store(self, stage: str, jobs: list[dict]) -> None:
         """Generate the pending jobs (dicts with key, parts, item, seed, ...) batch by batch, appending records."""
-        from tqdm.auto import tqdm
+        from ..progress import progress_bar
 
         self._refuse_changed(stage, jobs)
         pending = [j for j in jobs if j["key"] not in self.stores[stage]]
@@ -254,7 +254,7 @@ class SustainRun:
             return
         pending.sort(key=lambda j: (j["seed"], j["key"]))
         bs = self.cfg.batch_size or 64
-        bar = tqdm(total=len(pending), desc=stage, disable=not self.progress)
+        bar = progress_bar(total=len(pending), desc=stage, disable=not self.progress)
         for s in range(0, len(pending), bs):
             chunk = pending[s: s + bs]
             by_seed: dict[int, list[dict]] = {}

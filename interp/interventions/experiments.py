@@ -241,7 +241,7 @@ class AblationRun:
 
     def generate(self, jobs: list[tuple[dict, Arm]]) -> int:
         """Generate the pending (base record, arm) jobs, appending one record each; returns how many were new."""
-        from tqdm.auto import tqdm
+        from ..progress import progress_bar
 
         pending = [(r, a) for r, a in jobs if self.key(r, a) not in self.store]
         if not pending:
@@ -250,7 +250,7 @@ class AblationRun:
         groups: dict[str, list] = {}
         for r, a in pending:
             groups.setdefault(json.dumps(r.get("gen_config"), sort_keys=True), []).append((r, a))
-        bar = tqdm(total=len(pending), desc="ablate", leave=False)
+        bar = progress_bar(total=len(pending), desc="ablate", leave=False)
         for js in groups.values():
             gcfg = self._gen_config(js[0][0])
             chunk_n = gcfg.batch_size * 4

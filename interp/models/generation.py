@@ -16,7 +16,7 @@ import torch
 
 from ..errors import InterpError
 from ..prompts import Prompt
-from .hooked_attention import AttentionHooks
+from .hooked_attention import AttentionHooks, require_hooked
 
 
 @dataclass
@@ -102,6 +102,20 @@ class Generation:
     finish_reason: str  # "eos" | "stop" | "length"
     extras: dict = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        text = self.output_text if len(self.output_text) <= 60 else self.output_text[:57] + "..."
+        got = ", ".join(k for k in self.extras if not k.startswith("cas_")) or "nothing"
+        return (f"Generation({text!r}, {len(self.output_ids)} tokens, finish={self.finish_reason!r}, "
+                f"recorded: {got})")
+
+    def cas_span(self, span: str):
+        """CAS of one span as a numpy array ``[step, layer, head]``; an unknown span names the recorded ones."""
+        spans = list(self.cas.span.values)
+        if span not in spans:
+            raise InterpError(f"span {span!r} was not recorded; recorded spans: {spans} ('constraints' is recorded "
+                              "when the prompt has parts named constraint_<i>)")
+        return self.cas.sel(span=span).values
+
     @property
     def cas(self):
         """CAS as an `xarray.DataArray` with dims (step, layer, span, head), span names as coordinates
@@ -124,6 +138,20 @@ class Generation:
         from ..interventions.ops import Intervention
 
         return [Intervention.from_dict(d) for d in self.extras.get("interventions", [])]
+
+
+def cache_kwargs(hf, cache) -> dict:
+    """The KV cache as the keyword this transformers version's forward takes (``cache``; ``past_key_values``
+    before 5.2x, whose later versions warn on it)."""
+    import inspect
+
+    params = _FORWARD_PARAMS.get(type(hf))
+    if params is None:
+        params = _FORWARD_PARAMS[type(hf)] = frozenset(inspect.signature(hf.forward).parameters)
+    return {"cache" if "cache" in params else "past_key_values": cache}
+
+
+_FORWARD_PARAMS: dict[type, frozenset] = {}
 
 
 def auto_batch_size(model, prompt_len: int, max_new_tokens: int, default: int = 8, budget: float = 0.5) -> int:
@@ -226,6 +254,7 @@ def generate_batch(model, tokenizer, batch: Batch, cfg: GenConfig,
     """Generate for one left-padded batch; providers' hooks see every step of this KV-cached loop."""
     from transformers import DynamicCache
 
+    require_hooked(model)
     device = batch.input_ids.device
     B = batch.size
     stops_eos = eos_ids(tokenizer, model)
@@ -252,7 +281,7 @@ def generate_batch(model, tokenizer, batch: Batch, cfg: GenConfig,
             hooks.query_steps = steps
             hooks.step = step if step > 0 else None
             hooks.seq_len = P + step
-            logits = model(input_ids=inp, attention_mask=attn, position_ids=cur_pos, past_key_values=cache,
+            logits = model(input_ids=inp, attention_mask=attn, position_ids=cur_pos, **cache_kwargs(model, cache),
                            use_cache=True, logits_to_keep=1).logits[:, -1, :]
             nxt = _sample(logits, cfg, gens)
             for p in forcers:
@@ -319,6 +348,7 @@ def forward_teacher_forced(model, tokenizer, prompts: Sequence[Prompt], outputs:
             model.hf, model.tokenizer, tokenizer, prompts, providers if outputs is None else outputs)
     if outputs is None:
         raise InterpError("forward_teacher_forced needs the output token ids of every prompt")
+    require_hooked(model)
     device = next(model.parameters()).device
     full = [list(p.input_ids) + list(o) for p, o in zip(prompts, outputs)]
     L = max(len(f) for f in full)
@@ -365,7 +395,7 @@ def generate(model, prompts: Sequence[Prompt], cfg: GenConfig | None = None,
     are per-row data for them (``{"interventions": [...]}``). Interventions in `row_extras` that no provider
     applies are an error. Results come back in input order.
     """
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar
 
     cfg = cfg or GenConfig()
     if not prompts:
@@ -373,7 +403,7 @@ def generate(model, prompts: Sequence[Prompt], cfg: GenConfig | None = None,
     wants_iv = bool(row_extras) and any(e.get("interventions") for e in row_extras)  # type: ignore[union-attr]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i].input_ids))
     results: list[Generation | None] = [None] * len(prompts)
-    bar = tqdm(total=len(prompts), desc="generate", disable=not progress, leave=False)
+    bar = progress_bar(total=len(prompts), desc="generate", disable=not progress, leave=False)
     bs = cfg.batch_size if cfg.batch_size > 0 else auto_batch_size(
         model, max(len(p.input_ids) for p in prompts), cfg.max_new_tokens)
     for s in range(0, len(order), bs):
