@@ -62,11 +62,29 @@ def _per_prompt(interventions, n: int) -> list[list]:
     """`interventions` as one list per prompt: a flat list applies to every prompt, a list of lists is per prompt."""
     ivs = _as_list(interventions, "interventions", "interp.Intervention(...)")
     if all(isinstance(x, (Intervention, dict)) for x in ivs):
-        return [list(ivs) for _ in range(n)]
+        one = [_intervention(x) for x in ivs]
+        return [list(one) for _ in range(n)]
     if len(ivs) != n or not all(isinstance(x, (list, tuple)) for x in ivs):
         raise InterpError(f"interventions: give one list for all prompts or one list per prompt ({n} lists), "
                           f"got {type(ivs[0]).__name__} items" if ivs else "interventions: empty")
-    return [list(x) for x in ivs]
+    return [[_intervention(v) for v in x] for x in ivs]
+
+
+def _intervention(x) -> Intervention:
+    """An `Intervention` value (a dict, e.g. from JSON, is read once here)."""
+    if isinstance(x, Intervention):
+        return x
+    if isinstance(x, dict):
+        return Intervention.from_dict(x)
+    raise InterpError(f"interventions hold interp.Intervention values, got {type(x).__name__}")
+
+
+def providers_for(model, probes: Sequence[CaptureSpec], max_steps: int, interventions: bool,
+                  extra: Sequence = ()) -> list:
+    """The hook providers of one batch: interventions first (so captures see their effect), then `extra`
+    (low-level providers of the caller), then one per probe. The one place they are assembled."""
+    out: list = [InterventionProvider(model.n_layers, model.n_heads)] if interventions else []
+    return out + list(extra) + [p.provider(model, max_steps) for p in probes]
 
 
 def generate(model, prompts: Sequence[Prompt | str], cfg: GenConfig | None = None, *,
@@ -87,17 +105,14 @@ def generate(model, prompts: Sequence[Prompt | str], cfg: GenConfig | None = Non
     cfg = cfg or GenConfig()
     ps = _prompt_list(model, prompts)
     capture = _as_list(capture, "capture", "interp.CAS()")
-    extras = None
-    if interventions is not None:
-        extras = [{"interventions": r} for r in _per_prompt(interventions, len(ps))]
+    rows = None if interventions is None else _per_prompt(interventions, len(ps))
 
     def providers(batch: Batch) -> list:
-        out: list = [InterventionProvider(model.n_layers, model.n_heads)] if extras else []
-        out += list(providers_for_batch(batch)) if providers_for_batch else []
-        return out + [spec.provider(model, cfg.max_new_tokens) for spec in capture]
+        extra = list(providers_for_batch(batch)) if providers_for_batch else []
+        return providers_for(model, capture, cfg.max_new_tokens, rows is not None, extra)
 
     return _generate(model, ps, cfg, providers_for_batch=providers, progress=progress, row_keys=row_keys,
-                     row_extras=extras)
+                     row_interventions=rows)
 
 
 def _batch(model, prompts: Sequence[Prompt | str]) -> Batch:
@@ -223,11 +238,9 @@ def trace(model, prompts: Sequence[Prompt | str], outputs: Sequence[Sequence[int
         outs = [model.tokenizer(o, add_special_tokens=False)["input_ids"] if isinstance(o, str) else list(o)
                 for o in outputs]
     n_max = max((len(o) for o in outs), default=0)
-    provs: list = []
-    if interventions is not None:
-        per = _per_prompt(interventions, len(ps))
-        provs.append(RowInterventions(model.n_layers, model.n_heads, per))
-    provs += [spec.provider(model, max(1, n_max)) for spec in capture]
+    extra = [] if interventions is None else [
+        RowInterventions(model.n_layers, model.n_heads, _per_prompt(interventions, len(ps)))]
+    provs = providers_for(model, capture, max(1, n_max), False, extra)
     logits, batch, extras = forward_teacher_forced(model, ps, outs, provs, grad=grad)
     text = [model.tokenizer.decode(o, skip_special_tokens=True) for o in outs]
     gens = [Generation(p, t, o, "teacher_forced", e) for p, t, o, e in zip(ps, text, outs, extras)]
