@@ -211,3 +211,32 @@ def teacher_forced_cas(model, prompts, outputs, span_groups=None, batch_size: in
         _, _, extras = forward_teacher_forced(model.hf, model.tokenizer, ps, os_, [cap])
         res += extras
     return res
+
+
+def stack_cas(generations, span: str = "constraints"):
+    """CAS of one span for generations of different lengths as one `xarray.DataArray` with dims
+    (generation, step, layer, head), NaN past each generation's last step (``.mean("step")`` skips the padding)."""
+    import xarray as xr
+
+    arrays = [g.cas_span(span) for g in generations]
+    if not arrays:
+        raise InterpError("stack_cas needs at least one generation captured with interp.CAS()")
+    T = max(a.shape[0] for a in arrays)
+    L, H = arrays[0].shape[1:]
+    out = np.full((len(arrays), T, L, H), np.nan, np.float32)
+    for i, a in enumerate(arrays):
+        out[i, : a.shape[0]] = a
+    return xr.DataArray(out, dims=("generation", "step", "layer", "head"), name=f"cas:{span}",
+                        coords={"generation": np.arange(len(arrays)), "step": np.arange(T), "layer": np.arange(L),
+                                "head": np.arange(H)})
+
+
+def top_heads(generations, span: str = "constraints", k: int = 10) -> list[tuple[int, int]]:
+    """The `k` (layer, head) cells with the highest CAS on `span`, averaged over each generation's steps and then
+    over generations (each generation weighs the same, whatever its length); ready for ``Intervention(heads=...)``."""
+    if k < 1:
+        raise InterpError(f"top_heads needs k >= 1, got {k}")
+    per_gen = np.nanmean(stack_cas(generations, span).values, axis=1)  # [generation, layer, head]
+    mean = per_gen.mean(0)
+    order = np.argsort(-mean, axis=None, kind="stable")[:k]
+    return [(int(i // mean.shape[1]), int(i % mean.shape[1])) for i in order]
