@@ -150,12 +150,6 @@ class RunDir:
             raise InterpError(f"{p} has format {fmt!r}; this interp reads formats 1..{FORMAT}: upgrade interp")
         return d
 
-    def sustain_config(self):
-        """The run's SustainConfig (validated)."""
-        from .experiments.config import SustainConfig
-
-        return SustainConfig.from_dict(self.read_config()["config"])
-
     def claim(self, cfg, task_ref: str | None = None) -> None:
         """Write config.json for a new run, or check that the stored run is `cfg`'s and can be resumed.
 
