@@ -122,8 +122,12 @@ def _forward(hf, ids: list[int], hooks: AttentionHooks | None = None, rows: int 
 def _acts(hf, ids: list[int], names: list[str]) -> dict[str, torch.Tensor]:
     got: dict[str, torch.Tensor] = {}
     h = AttentionHooks()
+    def keep(n: str):
+        def fn(x: torch.Tensor, call) -> None:
+            got[n] = x[0].detach().clone()
+        return fn
     for n in names:
-        h.add(n, lambda x, call, n=n: got.__setitem__(n, x[0].detach().clone()))
+        h.add(n, keep(n))
     _forward(hf, ids, h)
     return got
 
@@ -156,8 +160,8 @@ def patch_pair(model, clean: Prompt, corrupt: Prompt, answers: dict[str, Sequenc
     src_p, dst_p = (clean, corrupt) if direction == "denoise" else (corrupt, clean)
     A, L, S = len(answers), len(layers), len(spans)
     patched, base_clean, base_corrupt = np.zeros((A, L, S)), np.zeros(A), np.zeros(A)
-    for a, ans in enumerate(answers.values()):
-        ans = [int(t) for t in ans]
+    for a, answer in enumerate(answers.values()):
+        ans = [int(t) for t in answer]
         al = aligned_spans(clean, corrupt, spans, len(ans))
         pos = [(c, k) if direction == "denoise" else (k, c) for c, k in al]  # (source, destination) positions
         src_ids, dst_ids = list(src_p.input_ids) + ans, list(dst_p.input_ids) + ans
@@ -166,7 +170,7 @@ def patch_pair(model, clean: Prompt, corrupt: Prompt, answers: dict[str, Sequenc
             float(answer_logprob(_forward(hf, list(p.input_ids) + ans), len(p.input_ids), ans)[0])
             for p in (clean, corrupt))
         h = AttentionHooks()
-        for li, (layer, name) in enumerate(zip(layers, names)):
+        for li, name in enumerate(names):
             h.add(name, _patch_fn(src_acts[name], [(li * S + si, s, d) for si, (s, d) in enumerate(pos)]))
         lp = answer_logprob(_forward(hf, dst_ids, h, rows=L * S), len(dst_p.input_ids), ans)
         patched[a] = lp.view(L, S).cpu().numpy()

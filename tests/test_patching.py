@@ -106,7 +106,7 @@ def test_patching_matches_transformer_lens_on_embedded_model():
                                                ((n_s, n_s + len(ans)), (n_d, n_d + len(ans)))]):
                     name = f"blocks.{layer}.hook_resid_pre"
 
-                    def fn(x, hook, sp=sp, dp=dp, name=name):
+                    def fn(x, hook, sp=sp, dp=dp, name=name, cache=cache):
                         x = x.clone()
                         x[0, dp[0]:dp[1]] = cache[name][0, sp[0]:sp[1]]
                         return x
