@@ -28,7 +28,8 @@ from .interventions.ops import Intervention
 from .interventions.spec import InterventionProvider, RowInterventions
 from .models.generation import (Batch, CaptureSpec, GenConfig, Generation, forward_teacher_forced, make_batch)
 from .models.generation import generate as _generate
-from .models.hooked_attention import AttentionHooks, AttnCall, HookFn, hook_names, hooks, resolve_hook_names  # noqa: F401
+from .models.hooked_attention import (AttentionHooks, AttnCall, HookFn, hook_names, hooks,  # noqa: F401
+                                      require_hooked, resolve_hook_names)
 from .prompts import Part, Prompt, build_prompt
 
 
@@ -41,15 +42,49 @@ def _as_prompt(model, p: Prompt | str) -> Prompt:
     raise InterpError(f"prompts must be interp.Prompt (build_prompt) or str, got {type(p).__name__}")
 
 
+def _prompt_list(model, prompts) -> list[Prompt]:
+    """The prompts of a call as `Prompt`s; a bare string or Prompt (not a list of them) is refused."""
+    if isinstance(prompts, (str, Prompt)):
+        raise InterpError(f"pass a list of prompts, got one {type(prompts).__name__}: wrap it as [...] "
+                          "(a bare string would be read as one prompt per character)")
+    return [_as_prompt(model, p) for p in prompts]
+
+
+def _as_list(value, what: str, example: str) -> list:
+    if value is None:
+        return []
+    if not isinstance(value, (list, tuple)):
+        raise InterpError(f"{what} takes a list, got one {type(value).__name__}: pass {what}=[{example}]")
+    return list(value)
+
+
 def _per_prompt(interventions, n: int) -> list[list]:
     """`interventions` as one list per prompt: a flat list applies to every prompt, a list of lists is per prompt."""
-    ivs = list(interventions)
+    ivs = _as_list(interventions, "interventions", "interp.Intervention(...)")
     if all(isinstance(x, (Intervention, dict)) for x in ivs):
-        return [list(ivs) for _ in range(n)]
+        one = [_intervention(x) for x in ivs]
+        return [list(one) for _ in range(n)]
     if len(ivs) != n or not all(isinstance(x, (list, tuple)) for x in ivs):
         raise InterpError(f"interventions: give one list for all prompts or one list per prompt ({n} lists), "
                           f"got {type(ivs[0]).__name__} items" if ivs else "interventions: empty")
-    return [list(x) for x in ivs]
+    return [[_intervention(v) for v in x] for x in ivs]
+
+
+def _intervention(x) -> Intervention:
+    """An `Intervention` value (a dict, e.g. from JSON, is read once here)."""
+    if isinstance(x, Intervention):
+        return x
+    if isinstance(x, dict):
+        return Intervention.from_dict(x)
+    raise InterpError(f"interventions hold interp.Intervention values, got {type(x).__name__}")
+
+
+def providers_for(model, probes: Sequence[CaptureSpec], max_steps: int, interventions: bool,
+                  extra: Sequence = ()) -> list:
+    """The hook providers of one batch: interventions first (so captures see their effect), then `extra`
+    (low-level providers of the caller), then one per probe. The one place they are assembled."""
+    out: list = [InterventionProvider(model.n_layers, model.n_heads)] if interventions else []
+    return out + list(extra) + [p.provider(model, max_steps) for p in probes]
 
 
 def generate(model, prompts: Sequence[Prompt | str], cfg: GenConfig | None = None, *,
@@ -68,28 +103,27 @@ def generate(model, prompts: Sequence[Prompt | str], cfg: GenConfig | None = Non
                               f"{sorted(GenConfig.__dataclass_fields__)}")
         cfg = GenConfig(**{**asdict(cfg or GenConfig()), **gen_kwargs})
     cfg = cfg or GenConfig()
-    ps = [_as_prompt(model, p) for p in prompts]
-    extras = None
-    if interventions is not None:
-        extras = [{"interventions": r} for r in _per_prompt(interventions, len(ps))]
+    ps = _prompt_list(model, prompts)
+    capture = _as_list(capture, "capture", "interp.CAS()")
+    rows = None if interventions is None else _per_prompt(interventions, len(ps))
 
     def providers(batch: Batch) -> list:
-        out: list = [InterventionProvider(model.n_layers, model.n_heads)] if extras else []
-        out += list(providers_for_batch(batch)) if providers_for_batch else []
-        return out + [spec.provider(model, cfg.max_new_tokens) for spec in capture]
+        extra = list(providers_for_batch(batch)) if providers_for_batch else []
+        return providers_for(model, capture, cfg.max_new_tokens, rows is not None, extra)
 
     return _generate(model, ps, cfg, providers_for_batch=providers, progress=progress, row_keys=row_keys,
-                     row_extras=extras)
+                     row_interventions=rows)
 
 
 def _batch(model, prompts: Sequence[Prompt | str]) -> Batch:
-    ps = [_as_prompt(model, p) for p in prompts]
+    ps = _prompt_list(model, prompts)
     if not ps:
         raise InterpError("no prompts")
     return make_batch(model.tokenizer, ps, model.device)
 
 
 def _forward(model, batch: Batch) -> torch.Tensor:
+    require_hooked(model.hf)
     pos = (batch.attention_mask.cumsum(-1) - 1).clamp(min=0)
     return model.hf(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=pos,
                     use_cache=False).logits
@@ -194,7 +228,8 @@ def trace(model, prompts: Sequence[Prompt | str], outputs: Sequence[Sequence[int
           grad: bool = False) -> TraceResult:
     """One forward over prompt + stored output (token ids or text) with `capture` and `interventions` as in
     `interp.generate`: CAS of a stored generation without generating again. `outputs=None`: the prompts alone."""
-    ps = [_as_prompt(model, p) for p in prompts]
+    ps = _prompt_list(model, prompts)
+    capture = _as_list(capture, "capture", "interp.CAS()")
     if outputs is None:
         outs: list[list[int]] = [[] for _ in ps]
     else:
@@ -203,11 +238,9 @@ def trace(model, prompts: Sequence[Prompt | str], outputs: Sequence[Sequence[int
         outs = [model.tokenizer(o, add_special_tokens=False)["input_ids"] if isinstance(o, str) else list(o)
                 for o in outputs]
     n_max = max((len(o) for o in outs), default=0)
-    provs: list = []
-    if interventions is not None:
-        per = _per_prompt(interventions, len(ps))
-        provs.append(RowInterventions(model.n_layers, model.n_heads, per))
-    provs += [spec.provider(model, max(1, n_max)) for spec in capture]
+    extra = [] if interventions is None else [
+        RowInterventions(model.n_layers, model.n_heads, _per_prompt(interventions, len(ps)))]
+    provs = providers_for(model, capture, max(1, n_max), False, extra)
     logits, batch, extras = forward_teacher_forced(model, ps, outs, provs, grad=grad)
     text = [model.tokenizer.decode(o, skip_special_tokens=True) for o in outs]
     gens = [Generation(p, t, o, "teacher_forced", e) for p, t, o, e in zip(ps, text, outs, extras)]

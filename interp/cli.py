@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import asdict
 import json
 import sys
 import time
@@ -49,15 +50,31 @@ def _sustain_config(a):
     return SustainConfig.from_dict(d | _settings(a, SustainConfig))
 
 
-def _add_plugin_args(p: argparse.ArgumentParser, settings_of: str | None = None) -> None:
+# the settings dataclass (or function) behind each command's `--set`, and an example key=value of it
+SETTINGS_OF = {"sustain": ("interp.experiments.config:SustainConfig", "per_type=2"),
+               "cas": ("interp.attention.analysis:cas_report", "n_boot=200"),
+               "ablate": ("interp.interventions.experiments:AblationConfig", "top_k=5"),
+               "compare": ("interp.experiments.config:SustainConfig", "per_type=2")}
+
+
+def settings_of(command: str):
+    """The dataclass or function whose fields `interp <command> --set` takes."""
+    from .registry import resolve_ref
+
+    return resolve_ref(SETTINGS_OF[command][0])
+
+
+def _add_plugin_args(p: argparse.ArgumentParser, command: str | None = None) -> None:
     """`--import MODULE` (every command) and, for commands with a config dataclass, `--set key=value`."""
     p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
                    help="import a module (or .py file) first, e.g. one that registers your tasks or constraint "
                         "types; repeatable")
-    if settings_of:
+    if command:
+        ref, example = SETTINGS_OF[command]
+        over = " --config and" if command in ("sustain",) else ""
         p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                       help=f"any {settings_of} setting, e.g. --set per_type=2 (lists: a,b or JSON); repeatable; "
-                            "wins over --config and the flags")
+                       help=f"any {ref.split(':')[1]} setting, e.g. --set {example} (lists: a,b or JSON); "
+                            f"repeatable; wins over{over} the flags")
 
 
 def _settings(a, cls) -> dict:
@@ -118,12 +135,14 @@ def cmd_generate(a) -> int:
     from .models.generation import GenConfig
     from .prompts import Part, build_prompt
 
-    m = load_model(a.model)
-    parts = [Part("task", a.prompt)] + ([Part("constraint_0", a.constraint)] if a.constraint else [])
+    if a.max_new_tokens < 1:
+        raise InterpError(f"--max-new-tokens must be at least 1, got {a.max_new_tokens}")
     try:
         ivs = [Intervention.from_dict(json.loads(x)) for x in a.intervention]
-    except (json.JSONDecodeError, TypeError) as e:
+    except (json.JSONDecodeError, TypeError, AttributeError) as e:
         raise InterpError(f"--intervention takes a JSON object like '{{\"op\": \"scale\", \"alpha\": 0.1}}': {e}") from None
+    m = load_model(a.model)
+    parts = [Part("task", a.prompt)] + ([Part("constraint_0", a.constraint)] if a.constraint else [])
     g, = generate(m, [build_prompt(m.tokenizer, parts)], GenConfig(max_new_tokens=a.max_new_tokens), progress=False,
                   capture=[CAS()] if a.cas else [], interventions=ivs or None)
     print(g.output_text)
@@ -143,10 +162,14 @@ def cmd_report(a) -> int:
 
 def cmd_cas(a) -> int:
     from .attention.analysis import cas_report
+    from .attention.cas import NORMALISATIONS
 
-    res = cas_report(a.run_dir, **({"span": a.span, "normalisation": a.normalisation,
-                                    "teacher_forced": a.teacher_forced} | _settings(a, cas_report)))
-    print(json.dumps(res.get("summary", {}), indent=2, default=str))
+    if a.normalisation not in NORMALISATIONS:
+        raise InterpError(f"--normalisation must be one of {', '.join(NORMALISATIONS)}, got {a.normalisation!r}")
+    sets = _settings(a, cas_report)
+    res = cas_report(a.run_dir, **({"span": a.span, "normalisation": a.normalisation, "teacher_forced": a.teacher_forced}
+                           | sets))
+    print(json.dumps(asdict(res.summary), indent=2, default=str))
     print(f"CAS report: {Path(a.run_dir) / 'cas_report.md'}")
     return 0
 
@@ -195,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
     s = sub.add_parser("sustain", help="run or resume a SustainScore experiment (baseline -> constraints -> constrained runs -> report)")
     _add_sustain_args(s)
-    _add_plugin_args(s, "SustainConfig")
+    _add_plugin_args(s, "sustain")
     s.set_defaults(fn=cmd_sustain)
     s = sub.add_parser("tasks", help="list registered tasks")
     _add_plugin_args(s)
@@ -221,9 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("cas", help="compare CAS of failed vs successful constrained generations of a run")
     s.add_argument("run_dir")
     s.add_argument("--span", default="constraints", help="span to analyse (default: union of constraints)")
-    s.add_argument("--normalisation", default="raw", help="raw | no_sink | density | prompt_share")
+    s.add_argument("--normalisation", default="raw", help="raw | no_sink | density | prompt_share | control_ratio (with --set control=<span>)")
     s.add_argument("--teacher-forced", action="store_true", help="recompute CAS from stored outputs first")
-    _add_plugin_args(s, "cas_report")
+    _add_plugin_args(s, "cas")
     s.set_defaults(fn=cmd_cas)
     s = sub.add_parser("ablate", help="causal ablations of constraint attention over a run (rescue/induce/sweep)")
     s.add_argument("run_dir")
@@ -238,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sweep-top", type=int, help="top sweep heads knocked out in real generations (default 3)")
     s.add_argument("--sweep-batch-size", type=int, help="teacher-forced batch size of the sweep (default 32)")
     s.add_argument("--batch-size", type=int, help="generation batch size (default: the run's)")
-    _add_plugin_args(s, "AblationConfig")
+    _add_plugin_args(s, "ablate")
     s.set_defaults(fn=cmd_ablate)
     s = sub.add_parser("merge", help="merge sharded run directories into one (refuses different configs)")
     s.add_argument("shards", nargs="+")
@@ -248,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("compare", help="run several models (e.g. base/SFT/RL) on the same items and compare")
     s.add_argument("config", help="YAML/JSON with `models: [{label, model}]` and SustainConfig fields")
     s.add_argument("--out", required=True)
-    _add_plugin_args(s, "SustainConfig")
+    _add_plugin_args(s, "compare")
     s.set_defaults(fn=cmd_compare)
     return p
 

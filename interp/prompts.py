@@ -7,12 +7,14 @@ offset mappings and map character ranges to token ranges. No token-subsequence s
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Iterable, Sequence
 
 from .errors import InterpError
 
 CONSTRAINT_PREFIX = "constraint_"
+_CONSTRAINT_NAME = re.compile(r"^constraint_\d+$")
 
 
 def constraint_parts(names: Iterable[str]) -> list[str]:
@@ -41,6 +43,14 @@ class Part:
     text: str
     role: str = "user"
     sep: str = "\n\n"
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name:
+            raise InterpError(f"a Part needs a non-empty string name, got {self.name!r}")
+        if self.name.lower().startswith("constraint") and not _CONSTRAINT_NAME.match(self.name):
+            raise InterpError(f"part name {self.name!r} is not counted as a constraint: name constraint parts "
+                              "constraint_0, constraint_1, ... (their union is the span 'constraints'), or give "
+                              "the part a name that does not start with 'constraint'")
 
 
 @dataclass

@@ -100,6 +100,19 @@ class Registry(Mapping[str, T], Generic[T]):
 
         return deco if cls is None else deco(cls)
 
+    def class_decorator(self, cls=None, *, replace: bool = False, check: Callable[[Any], str | None] | None = None):
+        """`@register_x` / `@register_x(replace=True)`: registers the decorated class itself under its `name`
+        attribute (for value classes such as probes, built by the caller); returns the class unchanged."""
+
+        def deco(c):
+            problem = "needs a `name`" if not getattr(c, "name", None) else (check(c) if check else None)
+            if problem:
+                raise InterpError(f"{c.__name__} {problem}")
+            self.register(c.name, c, replace=replace, ref=ref_of(c))
+            return c
+
+        return deco if cls is None else deco(cls)
+
     def unregister(self, name: str) -> None:
         """Remove a name (no error when absent)."""
         self._items.pop(name, None)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Sequence
 
@@ -246,6 +246,10 @@ def _gather(d: Path, span: str, how: str, control: str | None, teacher_forced: b
         return _span_array(root, rel, span, h, ctl)
 
     live = {r["key"]: a for r in recs if (a := arr(d, r["cas_file"])) is not None}
+    if recs and not live:  # a span no CAS file has (a typo): refuse rather than overwrite a report with an empty one
+        recorded = [x for x in read_cas(d, recs[0]["cas_file"])[1] if not x.startswith("__")]
+        raise InterpError(f"span {span!r} is in none of the run's CAS files (recorded spans: {recorded}); "
+                          "pass --span with one of them")
     if len(live) < len(recs):
         notes.append(f"{len(recs) - len(live)} generations left out: span {span!r} absent or empty output")
     recs = [r for r in recs if r["key"] in live]
@@ -307,10 +311,81 @@ def _descriptives(data: _CASData, grp: dict, n_bins: int, n_boot: int, seed: int
             "reference": ref_summary if ref else None}
 
 
+@dataclass(frozen=True)
+class CASReportMeta:
+    """What a CAS report compared (the run, the span and normalisation, the sample sizes)."""
+
+    run_dir: str
+    span: str
+    normalisation: str
+    teacher_forced: bool
+    n_bins: int
+    alpha: float
+    n_boot: int
+    unit: str
+    n_failed: int
+    n_success: int
+    n_items: int
+    by_kind: dict
+    teacher_forced_max_abs_diff: float | None
+
+
+@dataclass(frozen=True)
+class CASSummary:
+    """The headline numbers: group sizes and means, the aggregate difference and the top (layer, head) cells."""
+
+    n_failed: int
+    n_success: int
+    mean_cas_failed: float | None
+    mean_cas_success: float | None
+    aggregate_diff: float | None
+    aggregate_diff_ci: list | None
+    aggregate_p: float | None
+    n_significant_cells: int
+    top_cells: list
+    reference_mean: float | None
+
+
+@dataclass(frozen=True)
+class CASReport:
+    """The result of `cas_report`: typed meta and summary; the tables (per layer, per cell, curves, phases,
+    per generation) as JSON-ready rows. `to_dict()` is ``cas_report.json``; markdown and figures render it."""
+
+    meta: CASReportMeta
+    notes: list
+    by_ctype: list
+    summary: CASSummary
+    aggregate: dict | None
+    layers: list
+    top_cells: list
+    curves: dict
+    distance_curves: dict
+    phases: dict | None
+    reference: dict | None
+    per_generation: list
+    figures: dict
+
+    def to_dict(self) -> dict:
+        from dataclasses import asdict
+
+        return {f: (asdict(v) if f in ("meta", "summary") else v) for f, v in
+                ((f.name, getattr(self, f.name)) for f in fields(self))}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "CASReport":
+        return cls(**{**d, "meta": CASReportMeta(**d["meta"]), "summary": CASSummary(**d["summary"])})
+
+    def __getitem__(self, key: str):  # the older dict access (``res["summary"]["n_failed"]``)
+        return self.to_dict()[key]
+
+    def get(self, key: str, default=None):
+        return self.to_dict().get(key, default)
+
+
 def cas_report(run_dir: str | Path, span: str = "constraints", normalisation: str = "raw",
                teacher_forced: bool = False, n_bins: int = 20, alpha: float = 0.05, n_boot: int = 1000,
                reference: bool = True, model=None, control: str | None = None, figures: bool = True,
-               html: bool = False, seed: int = 0) -> dict:
+               html: bool = False, seed: int = 0) -> CASReport:
     """Compare CAS of failed vs successful constrained generations of a run; write report, table and figures.
 
     Writes ``cas_report.md``, ``cas_report.json``, ``cas_cells.csv`` and ``figures/cas_*`` (PNG+PDF, plus
@@ -362,10 +437,10 @@ def cas_report(run_dir: str | Path, span: str = "constraints", normalisation: st
     })
     res["figures"] = (_figures(d, res, cells, layers, per_gen, ref, grp, live, data.model, span, normalisation,
                                teacher_forced, html) if figures else {})
-    res = _clean(res)
-    (d / "cas_report.json").write_text(json.dumps(res, indent=2))
-    (d / "cas_report.md").write_text(_markdown(res, top))
-    return res
+    rep = CASReport.from_dict(_clean(res))
+    (d / "cas_report.json").write_text(json.dumps(rep.to_dict(), indent=2))
+    (d / "cas_report.md").write_text(_markdown(rep, top))
+    return rep
 
 
 def _figures(d, res, cells, layers, per_gen, ref, grp, live, model, span, how, tf, html) -> dict[str, list[str]]:
@@ -428,17 +503,18 @@ def _ci(lo, hi, nd=3) -> str:
     return f"[{_fmt(lo, nd)}, {_fmt(hi, nd)}]"
 
 
-def _markdown(res: dict, top: pd.DataFrame) -> str:
-    m, s = res["meta"], res["summary"]
-    md = [f"# CAS report: span `{m['span']}`, normalisation `{m['normalisation']}`"
-          + (" (teacher-forced)" if m["teacher_forced"] else ""), "",
-          f"Unit: {m['unit']}; {m['n_failed']} failed and {m['n_success']} successful generations over "
-          f"{m['n_items']} items ({m['by_kind']['single']} single, {m['by_kind']['set']} sets). Each generation is "
+def _markdown(res: CASReport, top: pd.DataFrame) -> str:
+    """cas_report.md of a report."""
+    m, s = res.meta, res.summary
+    md = [f"# CAS report: span `{m.span}`, normalisation `{m.normalisation}`"
+          + (" (teacher-forced)" if m.teacher_forced else ""), "",
+          f"Unit: {m.unit}; {m.n_failed} failed and {m.n_success} successful generations over "
+          f"{m.n_items} items ({m.by_kind['single']} single, {m.by_kind['set']} sets). Each generation is "
           "summarised by its mean CAS over generated tokens per (layer, head). Generations of the same item under "
           "different conditions are not independent; treat p-values as descriptive when items are few.", ""]
-    if res["notes"]:
-        md += ["## Notes", ""] + [f"- {x}" for x in res["notes"]] + [""]
-    a = res["aggregate"]
+    if res.notes:
+        md += ["## Notes", ""] + [f"- {x}" for x in res.notes] + [""]
+    a = res.aggregate
     md += ["## Aggregate (mean over all layers and heads)", ""]
     if a:
         md += [f"- mean CAS failed {_fmt(a['mean_failed'])}, successful {_fmt(a['mean_success'])}",
@@ -446,39 +522,39 @@ def _markdown(res: dict, top: pd.DataFrame) -> str:
                f"{_ci(a['diff_lo'], a['diff_hi'])}); rank-biserial {_fmt(a['rank_biserial'])} "
                f"{_ci(a['rb_lo'], a['rb_hi'])}; Mann–Whitney p = {_fmt(a['p'])}", ""]
     else:
-        md += [f"- mean CAS failed {_fmt(s['mean_cas_failed'])}, successful {_fmt(s['mean_cas_success'])} "
+        md += [f"- mean CAS failed {_fmt(s.mean_cas_failed)}, successful {_fmt(s.mean_cas_success)} "
                "(no test: too few generations)", ""]
-    if res["reference"]:
+    if res.reference:
         md += ["## Baseline reference (teacher-forced successful baseline output under the constrained prompt)", "",
                "| group | n | live CAS | reference CAS | live − reference [95% CI] | Wilcoxon p |", "|---|---|---|---|---|---|"]
-        for g, v in res["reference"].items():
+        for g, v in res.reference.items():
             if v.get("mean_live") is not None:
                 md.append(f"| {_LABEL[g]} | {v['n']} | {_fmt(v['mean_live'])} | {_fmt(v['mean_reference'])} | "
                           f"{_fmt(v['diff'])} {_ci(v['diff_lo'], v['diff_hi'])} | {_fmt(v.get('p_wilcoxon'))} |")
             else:
                 md.append(f"| {_LABEL[g]} | {v['n']} | | | too few | |")
         md.append("")
-    if res.get("phases"):
+    if res.phases:
         md += ["## By phase: thinking vs answer (per-generation mean CAS over that phase's steps)", "",
                "Thinking steps run from the first output token up to and including the end delimiter; a generation "
                "without a trace is all answer, an unterminated one all thinking.", "",
                "| phase | n failed | n successful | mean CAS failed | mean CAS successful | diff [95% CI] | p |",
                "|---|---|---|---|---|---|---|"]
-        for ph, r in res["phases"]["phases"].items():
+        for ph, r in res.phases["phases"].items():
             e = r.get("effect") or {}
             md.append(f"| {ph} | {r['n_failed']} | {r['n_success']} | {_fmt(r['mean_cas_failed'])} | "
                       f"{_fmt(r['mean_cas_success'])} | {_fmt(e.get('diff'))} [{_fmt(e.get('diff_lo'))}, "
                       f"{_fmt(e.get('diff_hi'))}] | {_fmt(e.get('p'))} |")
         md.append("")
-    if res["by_ctype"]:
+    if res.by_ctype:
         md += ["## By constraint type (mean CAS over all layers and heads)", "",
                "CAS depends strongly on what the constraint says; compare failed with successful within a type.", "",
                "| type | n failed | n successful | mean CAS failed | mean CAS successful |", "|---|---|---|---|---|"]
         md += [f"| {r['ctype']} | {r['n_failed']} | {r['n_success']} | {_fmt(r['mean_cas_failed'])} | "
-               f"{_fmt(r['mean_cas_success'])} |" for r in res["by_ctype"]] + [""]
+               f"{_fmt(r['mean_cas_success'])} |" for r in res.by_ctype] + [""]
     if not top.empty:
         md += ["## Heads (Mann–Whitney per layer × head, Benjamini–Hochberg across all cells)", "",
-               f"{s['n_significant_cells']} cells with BH-adjusted p < {m['alpha']}. Top 10 by p (a head that barely "
+               f"{s.n_significant_cells} cells with BH-adjusted p < {m.alpha}. Top 10 by p (a head that barely "
                "attends the constraint can rank high on consistently tiny differences: read `diff` too):", "",
                "| layer | head | mean failed | mean successful | diff | rank-biserial [95% CI] | p | p (BH) |",
                "|---|---|---|---|---|---|---|---|"]
@@ -486,14 +562,14 @@ def _markdown(res: dict, top: pd.DataFrame) -> str:
             md.append(f"| {r.layer} | {r.head} | {_fmt(r.mean_failed)} | {_fmt(r.mean_success)} | {_fmt(r.diff)} | "
                       f"{_fmt(r.rank_biserial, 2)} {_ci(r.rb_lo, r.rb_hi, 2)} | {_fmt(r.p)} | {_fmt(r.p_bh)} |")
         md += ["", "Full table: `cas_cells.csv`.", ""]
-    if res["layers"]:
-        ly = sorted(res["layers"], key=lambda r: (r["p"] if r["p"] is not None else 1.0))[:5]
+    if res.layers:
+        ly = sorted(res.layers, key=lambda r: (r["p"] if r["p"] is not None else 1.0))[:5]
         md += ["## Layers (head-averaged CAS; BH across layers), top 5 by p", "",
                "| layer | diff [95% CI] | rank-biserial | p | p (BH) |", "|---|---|---|---|---|"]
         md += [f"| {r['layer']} | {_fmt(r['diff'])} {_ci(r['diff_lo'], r['diff_hi'])} | "
                f"{_fmt(r['rank_biserial'], 2)} | {_fmt(r['p'])} | {_fmt(r['p_bh'])} |" for r in ly]
         md.append("")
-    for k, ps in res.get("figures", {}).items():
+    for k, ps in res.figures.items():
         png = [p for p in ps if p.endswith(".png")]
         if png:
             md += [f"![{k}]({png[0]})", ""]

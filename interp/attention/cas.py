@@ -11,7 +11,7 @@ Two bookkeeping spans are always captured so normalisations can be computed late
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import ClassVar, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -19,6 +19,7 @@ import torch
 from ..errors import InterpError
 from ..models.generation import Batch
 from ..models.hooked_attention import AttentionHooks, AttnCall
+from ..probes.base import HookProvider, Probe, RowResult, register_probe
 from ..prompts import constraint_parts
 
 SINK, PROMPT = "__sink__", "__prompt__"
@@ -34,12 +35,33 @@ def default_span_groups(part_names: Sequence[str]) -> dict[str, list[str]]:
     return groups
 
 
-@dataclass
-class CASCapture:
-    """Hook provider: captures CAS for the given span groups (name -> part names, unioned).
+@dataclass(frozen=True, eq=False)
+class CASResult(RowResult):
+    """One generation's CAS: float32 ``cas[step, layer, span, head]`` (step t = the query row producing generated
+    token t), `spans` naming the span axis and `span_len` their token counts (for the density normalisation)."""
 
-    Results land in each Generation's ``extras["cas"]`` as float32 ``[steps, layers, spans, heads]``
-    with ``extras["cas_spans"]`` naming the span axis and ``extras["cas_span_len"]`` the token counts.
+    cas: np.ndarray
+    spans: tuple[str, ...]
+    span_len: tuple[float, ...]
+
+    def legacy(self) -> dict:
+        return {"cas": self.cas, "cas_spans": list(self.spans), "cas_span_len": list(self.span_len)}
+
+    def to_xarray(self):
+        """An `xarray.DataArray` with dims (step, layer, span, head), span names as coordinates."""
+        import xarray as xr
+
+        T, L, _, H = self.cas.shape
+        return xr.DataArray(self.cas, dims=("step", "layer", "span", "head"), name="cas",
+                            coords={"step": np.arange(T), "layer": np.arange(L), "span": list(self.spans),
+                                    "head": np.arange(H)},
+                            attrs={"span_len": dict(zip(self.spans, map(float, self.span_len)))})
+
+
+@dataclass
+class CASCapture(HookProvider):
+    """Hook provider: captures CAS for the given span groups (name -> part names, unioned); one `CASResult` per
+    row (``g.result(interp.CAS)``; older code reads ``g.extras["cas"]``, ``["cas_spans"]``, ``["cas_span_len"]``).
     """
 
     n_layers: int
@@ -104,21 +126,22 @@ class CASCapture:
             self._out[bi, steps[bi, ri], call.layer] = vals[bi, ri]
         return None
 
-    def collect(self, batch: Batch, n_tokens: list[int]) -> list[dict]:
+    def collect(self, batch: Batch, n_tokens: list[int]) -> list[CASResult]:  # type: ignore[override]
         if max(n_tokens, default=0) > self.max_steps:
             raise InterpError(f"CASCapture(max_steps={self.max_steps}) saw a {max(n_tokens)}-token generation: the "
                               "later steps were not captured; use max_steps >= max_new_tokens, or interp.CAS(), "
                               "which reads it from the generation config")
         out = self._out.cpu().numpy()
         lens = self._masks.sum(-1).cpu().numpy()
-        res = [{"cas": out[b, :n].copy(), "cas_spans": list(self._names), "cas_span_len": lens[b].tolist()}
+        res = [CASResult(out[b, :n].copy(), tuple(self._names), tuple(lens[b].tolist()))
                for b, n in enumerate(n_tokens)]
         self._out = self._masks = None
         return res
 
 
+@register_probe
 @dataclass(frozen=True)
-class CAS:
+class CAS(Probe):
     """What to capture, as a value (pass it as ``interp.generate(..., capture=[interp.CAS()])``).
 
     `spans`: None = every prompt part plus ``constraints`` (the union of ``constraint_<i>`` parts); a list of
@@ -127,6 +150,8 @@ class CAS:
     config, so nothing is built by the caller; ``g.cas`` is the labelled result.
     """
 
+    name: ClassVar[str] = "cas"
+    result: ClassVar[type[RowResult]] = CASResult
     spans: Sequence[str] | Mapping[str, Sequence[str]] | None = None
     layers: Sequence[int] | None = None
 

@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ..attention.cas import CASCapture
+from ..api import generate
+from ..attention.cas import CAS
 from ..attention.storage import save_cas
 from ..constraints import (Constraint, ProposeContext, accepted_constraints, extract_constraints_many,
                            insert_constraints, neutral_control, paraphrase_task, sample_constraint_set)
 from ..errors import InterpError
-from ..models.generation import GenConfig, generate
+from ..models.generation import GenConfig
 from ..models.thinking import (PHASE_SCOPES, Segments, ThinkingBudget, answer_text, segment_generation,
                                template_kwargs, thinking_spec)
 from ..prompts import Part, Prompt, build_prompt
@@ -201,14 +202,12 @@ class SustainRun:
                 if keyed_apart and build_prompt(model.tokenizer, j["parts"], template_kwargs=template_kwargs(model.tokenizer, self.cfg.think)).input_ids != p.input_ids:
                     raise InterpError(f"the loaded model's tokenizer renders the prompt of {j['item'].id} differently "
                                       f"from the tokenizer of {self.cfg.model!r} that keyed it; cannot key records")
-            def providers(b):
-                ps = [CASCapture(model.n_layers, model.n_heads, cfg.max_new_tokens)] if self.cfg.capture_cas else []
-                if self.cfg.think_budget is not None:
-                    ps.append(ThinkingBudget(model.tokenizer, self.thinking, self.cfg.think_budget))
-                return ps
+            def budget(b):
+                return [] if self.cfg.think_budget is None else [
+                    ThinkingBudget(model.tokenizer, self.thinking, self.cfg.think_budget)]
 
-            return generate(model, prompts, cfg, providers_for_batch=providers, progress=False,
-                            row_keys=[j["key"] for j in js])
+            return generate(model, prompts, cfg, capture=[CAS()] if self.cfg.capture_cas else [],
+                            providers_for_batch=budget, progress=False, row_keys=[j["key"] for j in js])
         tok = self.tokenizer()
         outs = self.http.generate([messages_from_parts(j["parts"])[0] for j in js], max_new_tokens=cfg.max_new_tokens,
                                   temperature=cfg.temperature, seed=cfg.seed)
@@ -246,7 +245,7 @@ class SustainRun:
 
     def _generate_and_store(self, stage: str, jobs: list[dict]) -> None:
         """Generate the pending jobs (dicts with key, parts, item, seed, ...) batch by batch, appending records."""
-        from tqdm.auto import tqdm
+        from ..progress import progress_bar
 
         self._refuse_changed(stage, jobs)
         pending = [j for j in jobs if j["key"] not in self.stores[stage]]
@@ -254,7 +253,7 @@ class SustainRun:
             return
         pending.sort(key=lambda j: (j["seed"], j["key"]))
         bs = self.cfg.batch_size or 64
-        bar = tqdm(total=len(pending), desc=stage, disable=not self.progress)
+        bar = progress_bar(total=len(pending), desc=stage, disable=not self.progress)
         for s in range(0, len(pending), bs):
             chunk = pending[s: s + bs]
             by_seed: dict[int, list[dict]] = {}

@@ -18,13 +18,14 @@ from scipy import stats as sps
 
 from ..models.generation import Batch, forward_teacher_forced
 from ..models.hooked_attention import AttentionHooks, AttnCall
+from ..probes.base import HookProvider, RowResult
 from ..prompts import Prompt
 from .spec import Intervention, target_positions
 from .sweep import answer_logp, sweep_heads
 
 
 @dataclass
-class GateProvider:
+class GateProvider(HookProvider):
     """Hook provider: multiplies attention on the target keys by `gate[layer, head]` on generated rows, renormalised."""
 
     gate: torch.Tensor  # [layers, heads], requires grad
@@ -50,9 +51,9 @@ class GateProvider:
         sink = call.sink_share if call.sink_share is not None else 0.0
         return p / (p.sum(-1, keepdim=True) + sink)
 
-    def collect(self, batch: Batch, n_tokens: list[int]) -> list[dict]:
+    def collect(self, batch: Batch, n_tokens: list[int]) -> list[RowResult]:  # type: ignore[override]
         self._keys = None
-        return [{} for _ in range(batch.size)]
+        return [RowResult() for _ in range(batch.size)]
 
 
 def attribution_scores(model, prompt: Prompt, output_ids: Sequence[int], target="constraints", op: str = "knockout",

@@ -32,19 +32,20 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ..attention.cas import CASCapture
+from ..api import generate
+from ..attention.cas import CAS
 from ..attention.storage import load_cas
 from ..constraints import Constraint
 from ..errors import InterpError
 from ..stats.power import n_two_proportions as n_for_power
-from ..models.generation import GenConfig, generate
+from ..models.generation import GenConfig
 from ..models.thinking import ThinkingBudget, segment_generation, thinking_spec
 from ..prompts import Prompt
 from ..stats import paired_bootstrap_diff, proportion
 from ..rundir import RunDir
 from ..store import ResultStore, record_key
 from .attribution import attribution_scores, spearman
-from .spec import Intervention, InterventionProvider, random_span
+from .spec import Intervention, random_span
 from .sweep import effect_grid, sweep_heads
 
 STAGES = ("rescue", "induce")
@@ -241,7 +242,7 @@ class AblationRun:
 
     def generate(self, jobs: list[tuple[dict, Arm]]) -> int:
         """Generate the pending (base record, arm) jobs, appending one record each; returns how many were new."""
-        from tqdm.auto import tqdm
+        from ..progress import progress_bar
 
         pending = [(r, a) for r, a in jobs if self.key(r, a) not in self.store]
         if not pending:
@@ -250,7 +251,7 @@ class AblationRun:
         groups: dict[str, list] = {}
         for r, a in pending:
             groups.setdefault(json.dumps(r.get("gen_config"), sort_keys=True), []).append((r, a))
-        bar = tqdm(total=len(pending), desc="ablate", leave=False)
+        bar = progress_bar(total=len(pending), desc="ablate", leave=False)
         for js in groups.values():
             gcfg = self._gen_config(js[0][0])
             chunk_n = gcfg.batch_size * 4
@@ -259,16 +260,13 @@ class AblationRun:
 
                 spec = thinking_spec(self.run_cfg.thinking, self.run_cfg.thinking_delimiters)
 
-                def providers(batch, gcfg=gcfg, spec=spec):
-                    ps = [InterventionProvider(model.n_layers, model.n_heads),
-                          CASCapture(model.n_layers, model.n_heads, gcfg.max_new_tokens)]
-                    if self.run_cfg.think_budget is not None:  # the run's budget forcing applies here too
-                        ps.append(ThinkingBudget(model.tokenizer, spec, self.run_cfg.think_budget))
-                    return ps
+                def budget(batch, spec=spec):  # the run's budget forcing applies here too
+                    return [] if self.run_cfg.think_budget is None else [
+                        ThinkingBudget(model.tokenizer, spec, self.run_cfg.think_budget)]
 
-                gens = generate(model, [record_prompt(r, self.cfg.seed) for r, _ in chunk], gcfg,
-                                providers_for_batch=providers, progress=False, row_keys=[r["key"] for r, _ in chunk],
-                                row_extras=[{"interventions": list(a.ivs)} for _, a in chunk])
+                gens = generate(model, [record_prompt(r, self.cfg.seed) for r, _ in chunk], gcfg, capture=[CAS()],
+                                interventions=[list(a.ivs) for _, a in chunk], providers_for_batch=budget,
+                                progress=False, row_keys=[r["key"] for r, _ in chunk])
                 items = [self.items[r["item_id"]] for r, _ in chunk]
                 # what the run scored and checked: the answer phase of a reasoning model's output by default
                 texts = [segment_generation(g, model.tokenizer, spec).answer_text

@@ -130,12 +130,17 @@ class Intervention:
 
     def __post_init__(self):
         get_op(self.op).check(self)
-        object.__setattr__(self, "target", tuple([self.target] if isinstance(self.target, str) else self.target))
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
+        set_("target", _check_target(self.target))
         if self.layers is not None:
-            object.__setattr__(self, "layers", tuple(int(x) for x in self.layers))
+            set_("layers", tuple(_index(x, "layers") for x in _seq(self.layers, "layers", "a list of layer indices")))
         if self.heads is not None:
-            object.__setattr__(self, "heads", tuple((int(a), int(b)) for a, b in self.heads))
-        object.__setattr__(self, "steps", (int(self.steps[0]), None if self.steps[1] is None else int(self.steps[1])))
+            set_("heads", tuple(_pair(h) for h in _seq(self.heads, "heads", "(layer, head) pairs")))
+        set_("steps", _check_steps(self.steps))
+        if not isinstance(self.prefill, (bool, np.bool_)):
+            raise InterpError(f"Intervention(prefill=...) takes a bool, got {self.prefill!r}")
+        if not isinstance(self.alpha, (int, float)) or not math.isfinite(self.alpha):
+            raise InterpError(f"Intervention(alpha=...) takes a finite number, got {self.alpha!r}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -172,6 +177,44 @@ class Intervention:
         else:
             m[list(range(n_layers)) if self.layers is None else list(self.layers)] = True
         return m
+
+
+def _seq(v, what: str, wanted: str):
+    if isinstance(v, (str, bytes)) or not isinstance(v, (list, tuple, range, np.ndarray)):
+        raise InterpError(f"Intervention({what}=...) takes {wanted}, got {v!r}: write {what}=[{v!r}]")
+    return list(v)
+
+
+def _index(x, what: str) -> int:
+    if isinstance(x, bool) or not isinstance(x, (int, np.integer)) or x < 0:
+        raise InterpError(f"Intervention({what}=...) takes indices >= 0, got {x!r}")
+    return int(x)
+
+
+def _pair(h) -> tuple[int, int]:
+    if isinstance(h, (int, np.integer)) or not isinstance(h, (list, tuple)) or len(h) != 2:
+        raise InterpError(f"Intervention(heads=...) takes (layer, head) pairs, got item {h!r}: write e.g. "
+                          "heads=[(3, 4)] for head 4 of layer 3")
+    return _index(h[0], "heads"), _index(h[1], "heads")
+
+
+def _check_target(t) -> tuple[str, ...]:
+    ts = [t] if isinstance(t, str) else t
+    if not isinstance(ts, (list, tuple)) or not ts or not all(isinstance(x, str) and x for x in ts):
+        raise InterpError(f"Intervention(target=...) takes a part name or a list of them ('constraints', "
+                          f"'random:<part>'), got {t!r}")
+    return tuple(ts)
+
+
+def _check_steps(st) -> tuple[int, int | None]:
+    if not isinstance(st, (list, tuple)) or len(st) != 2:
+        raise InterpError(f"Intervention(steps=...) takes (start, end) of generated-token steps (end None = to the "
+                          f"end), got {st!r}")
+    lo = _index(st[0], "steps")
+    hi = None if st[1] is None else _index(st[1], "steps")
+    if hi is not None and hi <= lo:
+        raise InterpError(f"Intervention(steps={tuple(st)}) is empty: it needs start < end (end None = to the end)")
+    return lo, hi
 
 
 def target_positions(prompt: Prompt, iv: Intervention) -> list[int]:

@@ -19,6 +19,7 @@ import torch
 from ..errors import InterpError
 from ..models.generation import Batch
 from ..models.hooked_attention import AttentionHooks, AttnCall
+from ..probes.base import Capability, HookProvider, RowResult
 from .ops import (OPS, Intervention, InterventionOp, Knockout, MeanAblate, Scale, _ValueContext,  # noqa: F401
                   get_op, random_span, register_op, target_positions)
 
@@ -47,15 +48,25 @@ class _Plan:
 _NO_END = 1 << 40
 
 
+@dataclass(frozen=True)
+class InterventionsResult(RowResult):
+    """The interventions one row ran, as `Intervention` values in the order they composed."""
+
+    interventions: tuple[Intervention, ...]
+
+    def legacy(self) -> dict:
+        return {"interventions": [iv.to_dict() for iv in self.interventions]}
+
+
 @dataclass
-class InterventionProvider:
-    """Hook provider: row b runs `shared + batch.extras[b]["interventions"]` (composed in order).
+class InterventionProvider(HookProvider):
+    """Hook provider: row b runs `shared + batch.interventions[b]` (composed in order).
 
     Composition: additive biases add up, a knockout wins over any bias, and several value ops of one kind
     act on the union of their selections (values computed from the unedited values).
     """
 
-    reads_interventions: ClassVar[bool] = True  # applies ``batch.extras[b]["interventions"]`` (generate checks)
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.READS_INTERVENTIONS})
     n_layers: int
     n_heads: int
     shared: Sequence[Intervention] = ()
@@ -65,9 +76,10 @@ class InterventionProvider:
     def rows(self, batch: Batch) -> list[list[Intervention]]:
         out = []
         for b in range(batch.size):
-            extra = batch.extras[b] if batch.extras else {}
-            ivs = [iv if isinstance(iv, Intervention) else Intervention.from_dict(iv)
-                   for iv in extra.get("interventions", [])]
+            ivs = list(batch.interventions[b]) if batch.interventions else []
+            bad = [type(iv).__name__ for iv in ivs if not isinstance(iv, Intervention)]
+            if bad:
+                raise InterpError(f"row {b} carries {bad} where interp.Intervention values belong")
             out.append(list(self.shared) + ivs)
         return out
 
@@ -183,14 +195,14 @@ class InterventionProvider:
                                           _ValueContext(prompt_keys, memo))
         return v
 
-    def collect(self, batch: Batch, n_tokens: list[int]) -> list[dict]:
+    def collect(self, batch: Batch, n_tokens: list[int]) -> list[InterventionsResult]:  # type: ignore[override]
         rows = self.rows(batch)
         self._plan, self._cache = None, {}
-        return [{"interventions": [iv.to_dict() for iv in r]} for r in rows]
+        return [InterventionsResult(tuple(r)) for r in rows]
 
 
 @dataclass
-class RowInterventions:
+class RowInterventions(HookProvider):
     """Hook provider that runs `rows[b]` in row b of a batch it did not build (e.g. a teacher-forced pass)."""
 
     n_layers: int
@@ -199,9 +211,9 @@ class RowInterventions:
     _inner: InterventionProvider | None = field(default=None, repr=False)
 
     def attach(self, hooks: AttentionHooks, batch: Batch) -> None:
-        batch.extras = [{"interventions": list(r)} for r in self.rows]
+        batch.interventions = [list(r) for r in self.rows]
         self._inner = InterventionProvider(self.n_layers, self.n_heads)
         self._inner.attach(hooks, batch)
 
-    def collect(self, batch: Batch, n_tokens: list[int]) -> list[dict]:
-        return self._inner.collect(batch, n_tokens)
+    def collect(self, batch: Batch, n_tokens: list[int]) -> list[InterventionsResult]:  # type: ignore[override]
+        return self._inner.collect(batch, n_tokens)  # type: ignore[union-attr]

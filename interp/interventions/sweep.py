@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..models.generation import Batch, forward_teacher_forced
+from ..models.generation import Batch, cache_kwargs, forward_teacher_forced
 from ..models.hooked_attention import AttentionHooks
 from ..prompts import Prompt
 from .spec import Intervention, InterventionProvider, RowInterventions  # noqa: F401 (re-exported)
@@ -64,7 +64,7 @@ class PrefixCache:
         cache = DynamicCache(config=model.hf.config)
         ids = torch.tensor([prompt.input_ids[:-1]], device=model.device)
         with torch.no_grad():
-            model.hf(input_ids=ids, attention_mask=torch.ones_like(ids), past_key_values=cache, use_cache=True,
+            model.hf(input_ids=ids, attention_mask=torch.ones_like(ids), **cache_kwargs(model.hf, cache), use_cache=True,
                      logits_to_keep=1)
         self.kv = [(layer.keys, layer.values) for layer in cache.layers]
 
@@ -116,7 +116,7 @@ def logp_rows(model, prompt: Prompt, output_ids: Sequence[int], rows: Sequence[S
             logits = model.hf(input_ids=suffix.expand(n_in, -1),
                               attention_mask=torch.ones(n_in, n_p - 1 + n_o, dtype=torch.long, device=dev),
                               position_ids=torch.arange(n_p - 1, n_p - 1 + n_o, device=dev)[None].expand(n_in, -1),
-                              past_key_values=prefix.cache(B, 0 if not split else l_min), use_cache=True).logits
+                              **cache_kwargs(model.hf, prefix.cache(B, 0 if not split else l_min)), use_cache=True).logits
     finally:
         if handle is not None:
             handle.remove()

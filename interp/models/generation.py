@@ -15,8 +15,10 @@ from typing import Protocol, Sequence
 import torch
 
 from ..errors import InterpError
+from ..probes.base import Capability, HookProvider, RowResults, has
+from ..probes.base import RowResult as _RowResult
 from ..prompts import Prompt
-from .hooked_attention import AttentionHooks
+from .hooked_attention import AttentionHooks, require_hooked
 
 
 @dataclass
@@ -50,7 +52,16 @@ class Batch:
     attention_mask: torch.Tensor  # [B, P]
     pad: list[int]  # left-pad length per row
     row_keys: list[str] = field(default_factory=list)
-    extras: list[dict] = field(default_factory=list)  # per-row caller data (e.g. interventions)
+    interventions: list[list] = field(default_factory=list)  # per row: the `Intervention` values it runs
+
+    @property
+    def extras(self) -> list[dict]:
+        """Older per-row form of `interventions` (``[{"interventions": [...]}, ...]``)."""
+        return [{"interventions": list(r)} for r in self.interventions]
+
+    @extras.setter
+    def extras(self, rows: Sequence[dict]) -> None:
+        self.interventions = [list(r.get("interventions", [])) for r in rows]
 
     @property
     def size(self) -> int:
@@ -72,19 +83,8 @@ class Batch:
         return m
 
 
-class HookProvider(Protocol):
-    """Something that registers attention hooks for one batch and collects per-row results afterwards."""
-
-    def attach(self, hooks: AttentionHooks, batch: Batch) -> None: ...
-
-    def collect(self, batch: Batch, n_tokens: list[int]) -> list[dict]: ...
-
-    # Optional: `force(next_ids [B], out_ids, done [B]) -> next_ids` overrides sampled tokens before they are
-    # appended (budget forcing, interp.models.thinking.ThinkingBudget); the forced token is fed back as usual.
-
-
 class CaptureSpec(Protocol):
-    """A stateless description of something to record (e.g. `interp.CAS`): builds a batch's hook provider."""
+    """A stateless description of something to record (a `interp.probes.Probe`): builds a batch's hook provider."""
 
     def provider(self, model, max_steps: int) -> HookProvider: ...
 
@@ -93,37 +93,76 @@ class CaptureSpec(Protocol):
 class Generation:
     """One generated output with everything needed to reproduce and analyse it.
 
-    `extras` holds what the hook providers returned; `cas` and `interventions` are its typed views.
+    `results` holds each probe's typed per-row result (``g.result(interp.CAS)``); `cas` and `interventions`
+    are the common ones. ``extras`` is the older flat, read-only view of the same results.
     """
 
     prompt: Prompt
     output_text: str
     output_ids: list[int]
-    finish_reason: str  # "eos" | "stop" | "length"
-    extras: dict = field(default_factory=dict)
+    finish_reason: str  # "eos" | "stop" | "length" | "teacher_forced"
+    results: RowResults = field(default_factory=RowResults)
+
+    @property
+    def extras(self) -> RowResults:
+        return self.results
+
+    def result(self, probe):
+        """The typed result of `probe` (a `Probe` class or value, or a `RowResult` class) for this row."""
+        asked = probe if isinstance(probe, type) else type(probe)
+        cls = asked if issubclass(asked, _RowResult) else getattr(asked, "result", asked)
+        r = self.results.typed(cls)
+        if r is None:
+            have = [type(x).__name__ for x in self.results.results()]
+            raise InterpError(f"this generation has no {asked.__name__} result: pass capture=[{asked.__name__}()] "
+                              f"to interp.generate (it has: {have or 'nothing'})")
+        return r
+
+    def __repr__(self) -> str:
+        text = self.output_text if len(self.output_text) <= 60 else self.output_text[:57] + "..."
+        got = ", ".join(k for k in self.extras if not k.startswith("cas_")) or "nothing"
+        return (f"Generation({text!r}, {len(self.output_ids)} tokens, finish={self.finish_reason!r}, "
+                f"recorded: {got})")
+
+    def cas_span(self, span: str):
+        """CAS of one span as a numpy array ``[step, layer, head]``; an unknown span names the recorded ones."""
+        spans = list(self.cas.span.values)
+        if span not in spans:
+            raise InterpError(f"span {span!r} was not recorded; recorded spans: {spans} ('constraints' is recorded "
+                              "when the prompt has parts named constraint_<i>)")
+        return self.cas.sel(span=span).values
 
     @property
     def cas(self):
         """CAS as an `xarray.DataArray` with dims (step, layer, span, head), span names as coordinates
         (``g.cas.sel(span="constraints")``); needs ``capture=[interp.CAS()]``."""
-        if "cas" not in self.extras:
-            raise InterpError("this generation has no CAS: pass capture=[interp.CAS()] to interp.generate")
-        import numpy as np
-        import xarray as xr
+        from ..attention.cas import CASResult
 
-        cas, spans = np.asarray(self.extras["cas"]), list(self.extras["cas_spans"])
-        T, L, _, H = cas.shape
-        lens = self.extras.get("cas_span_len")
-        return xr.DataArray(cas, dims=("step", "layer", "span", "head"), name="cas",
-                            coords={"step": np.arange(T), "layer": np.arange(L), "span": spans, "head": np.arange(H)},
-                            attrs={} if lens is None else {"span_len": dict(zip(spans, map(float, lens)))})
+        if self.results.typed(CASResult) is None:
+            raise InterpError("this generation has no CAS: pass capture=[interp.CAS()] to interp.generate")
+        return self.results.typed(CASResult).to_xarray()  # type: ignore[union-attr]
 
     @property
     def interventions(self) -> list:
         """The interventions this row ran (as `interp.Intervention` values, in the order they composed)."""
-        from ..interventions.ops import Intervention
+        from ..interventions.spec import InterventionsResult
 
-        return [Intervention.from_dict(d) for d in self.extras.get("interventions", [])]
+        r = self.results.typed(InterventionsResult)
+        return list(r.interventions) if r is not None else []  # type: ignore[union-attr]
+
+
+def cache_kwargs(hf, cache) -> dict:
+    """The KV cache as the keyword this transformers version's forward takes (``cache``; ``past_key_values``
+    before 5.2x, whose later versions warn on it)."""
+    import inspect
+
+    params = _FORWARD_PARAMS.get(type(hf))
+    if params is None:
+        params = _FORWARD_PARAMS[type(hf)] = frozenset(inspect.signature(hf.forward).parameters)
+    return {"cache" if "cache" in params else "past_key_values": cache}
+
+
+_FORWARD_PARAMS: dict[type, frozenset] = {}
 
 
 def auto_batch_size(model, prompt_len: int, max_new_tokens: int, default: int = 8, budget: float = 0.5) -> int:
@@ -226,6 +265,7 @@ def generate_batch(model, tokenizer, batch: Batch, cfg: GenConfig,
     """Generate for one left-padded batch; providers' hooks see every step of this KV-cached loop."""
     from transformers import DynamicCache
 
+    require_hooked(model)
     device = batch.input_ids.device
     B = batch.size
     stops_eos = eos_ids(tokenizer, model)
@@ -233,7 +273,7 @@ def generate_batch(model, tokenizer, batch: Batch, cfg: GenConfig,
     for p in providers:
         p.attach(hooks, batch)
     hooks.check_layers(int(model.config.num_hidden_layers))
-    forcers = [p for p in providers if hasattr(p, "force")]  # token forcers, e.g. a thinking budget
+    forcers = [p for p in providers if has(p, Capability.FORCES_TOKENS)]  # e.g. a thinking budget
     gens = _row_generators(batch, cfg)
     attn = batch.attention_mask
     pos = (attn.cumsum(-1) - 1).clamp(min=0)
@@ -252,7 +292,7 @@ def generate_batch(model, tokenizer, batch: Batch, cfg: GenConfig,
             hooks.query_steps = steps
             hooks.step = step if step > 0 else None
             hooks.seq_len = P + step
-            logits = model(input_ids=inp, attention_mask=attn, position_ids=cur_pos, past_key_values=cache,
+            logits = model(input_ids=inp, attention_mask=attn, position_ids=cur_pos, **cache_kwargs(model, cache),
                            use_cache=True, logits_to_keep=1).logits[:, -1, :]
             nxt = _sample(logits, cfg, gens)
             for p in forcers:
@@ -278,8 +318,8 @@ def generate_batch(model, tokenizer, batch: Batch, cfg: GenConfig,
             steps = torch.full((B, 1), step + 1, dtype=torch.long, device=device)
     results = [_finished(tokenizer, batch.prompts[b], out_ids[b], finish[b], cfg.stop) for b in range(B)]
     for p in providers:
-        for r, extra in zip(results, p.collect(batch, [len(o) for o in out_ids])):
-            r.extras.update(extra)
+        for r, res in zip(results, p.collect(batch, [len(o) for o in out_ids])):
+            r.results.add(res)
     return results
 
 
@@ -319,6 +359,7 @@ def forward_teacher_forced(model, tokenizer, prompts: Sequence[Prompt], outputs:
             model.hf, model.tokenizer, tokenizer, prompts, providers if outputs is None else outputs)
     if outputs is None:
         raise InterpError("forward_teacher_forced needs the output token ids of every prompt")
+    require_hooked(model)
     device = next(model.parameters()).device
     full = [list(p.input_ids) + list(o) for p, o in zip(prompts, outputs)]
     L = max(len(f) for f in full)
@@ -348,42 +389,48 @@ def forward_teacher_forced(model, tokenizer, prompts: Sequence[Prompt], outputs:
         logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=pos,
                        use_cache=False).logits
     n_tokens = [len(o) for o in outputs]
-    extras = [dict() for _ in prompts]
+    extras = [RowResults() for _ in prompts]
     for p in providers:
         for e, x in zip(extras, p.collect(batch, n_tokens)):
-            e.update(x)
+            e.add(x)
     return logits, batch, extras
 
 
 def generate(model, prompts: Sequence[Prompt], cfg: GenConfig | None = None,
              providers_for_batch=None, progress: bool = True, row_keys: Sequence[str] | None = None,
+             row_interventions: Sequence[Sequence] | None = None,
              row_extras: Sequence[dict] | None = None) -> list[Generation]:
     """Generate for many prompts in batches of `cfg.batch_size` (prompts of similar length together).
 
     The low-level loop under `interp.generate` (`interp.api`): `model` is a LoadedModel,
-    `providers_for_batch(batch) -> list[HookProvider]` builds the hook providers of each batch and `row_extras`
-    are per-row data for them (``{"interventions": [...]}``). Interventions in `row_extras` that no provider
-    applies are an error. Results come back in input order.
+    `providers_for_batch(batch) -> list[HookProvider]` builds the hook providers of each batch and
+    `row_interventions[i]` are prompt i's `Intervention` values (``batch.interventions`` for the providers;
+    ``row_extras=[{"interventions": [...]}]`` is the older spelling). Interventions that no provider applies
+    (`Capability.READS_INTERVENTIONS`) are an error. Results come back in input order.
     """
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar
 
     cfg = cfg or GenConfig()
     if not prompts:
         return []
-    wants_iv = bool(row_extras) and any(e.get("interventions") for e in row_extras)  # type: ignore[union-attr]
+    if row_extras is not None:
+        if row_interventions is not None:
+            raise InterpError("pass row_interventions or (the older) row_extras, not both")
+        row_interventions = [list(e.get("interventions", [])) for e in row_extras]
+    wants_iv = bool(row_interventions) and any(row_interventions)  # type: ignore[arg-type]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i].input_ids))
     results: list[Generation | None] = [None] * len(prompts)
-    bar = tqdm(total=len(prompts), desc="generate", disable=not progress, leave=False)
+    bar = progress_bar(total=len(prompts), desc="generate", disable=not progress, leave=False)
     bs = cfg.batch_size if cfg.batch_size > 0 else auto_batch_size(
         model, max(len(p.input_ids) for p in prompts), cfg.max_new_tokens)
     for s in range(0, len(order), bs):
         idx = order[s: s + bs]
         batch = make_batch(model.tokenizer, [prompts[i] for i in idx], model.device)
         batch.row_keys = [row_keys[i] for i in idx] if row_keys else []
-        batch.extras = [row_extras[i] for i in idx] if row_extras else [{} for _ in idx]
+        batch.interventions = [list(row_interventions[i]) for i in idx] if row_interventions else [[] for _ in idx]
         providers = list(providers_for_batch(batch)) if providers_for_batch else []
-        if wants_iv and not any(getattr(p, "reads_interventions", False) for p in providers):
-            raise InterpError("row_extras carry interventions but no provider of this batch applies them; use "
+        if wants_iv and not any(has(p, Capability.READS_INTERVENTIONS) for p in providers):
+            raise InterpError("the rows carry interventions but no provider of this batch applies them; use "
                               "interp.generate(..., interventions=[...]) or add an InterventionProvider")
         for i, g in zip(idx, generate_batch(model.hf, model.tokenizer, batch, cfg, providers)):
             results[i] = g

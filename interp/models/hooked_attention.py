@@ -170,6 +170,7 @@ def hooks(model, fwd_hooks: Any = ()) -> AttentionHooks:
     tensor replaces it. Use as ``with interp.hooks(m, ...):``; hooks are removed on exit. A name on a layer
     the model lacks is an error (it would never fire).
     """
+    require_hooked(model.hf, "these hooks")
     pairs = list(fwd_hooks.items()) if isinstance(fwd_hooks, dict) else list(fwd_hooks)
     h = AttentionHooks()
     for name, fn in pairs:
@@ -200,8 +201,9 @@ def _sdpa(query, key, value, mask, scaling, dropout):
                                           enable_gqa=n_rep > 1)
 
 
-def _eager(q, key, value, mask, scaling, softcap, sinks, dropout, hooks, call):
-    """HF-eager attention of the query rows `q` [B, H, R, D] with the score/v/pattern hooks in between."""
+def _eager(q, key, value, mask, scaling, softcap, sinks, dropout, hooks, call, weights: list | None = None):
+    """HF-eager attention of the query rows `q` [B, H, R, D] with the score/v/pattern hooks in between
+    (the post-hook pattern is appended to `weights` when given: ``output_attentions=True``)."""
     B, H, R, D = q.shape
     KVH, kv_len = key.shape[1], key.shape[2]
     n_rep = H // KVH
@@ -233,6 +235,8 @@ def _eager(q, key, value, mask, scaling, softcap, sinks, dropout, hooks, call):
         r = fn(pattern, call)
         if r is not None:
             pattern = r
+    if weights is not None:
+        weights.append(pattern)
     if v is None:
         return torch.matmul(pattern.reshape(B, KVH, n_rep * R, kv_len), value).view(B, H, R, D)
     return torch.matmul(pattern, v)
@@ -258,6 +262,18 @@ def hooked_attention_forward(module, query, key, value, attention_mask, scaling=
     q_len, kv_len = query.shape[2], key.shape[2]
     mask = _additive_mask(attention_mask, query, kv_len)
     family_eager = softcap is not None or s_aux is not None
+    if _attentions_requested():  # output_attentions=True: HF eager's weights of every row (hooks applied)
+        steps = query.new_full((query.shape[0], q_len), -1, dtype=torch.long)
+        call = AttnCall(layer, steps if hooks is None or hooks.query_steps is None else hooks.query_steps, kv_len,
+                        hooks, key_offset=0 if hooks is None or hooks.seq_len is None else max(0, hooks.seq_len - kv_len))
+        if hooks is not None and hooks.has_layer(layer):
+            for fn in hooks.fns(layer, "hook_attn_mask"):
+                r = fn(mask, call)
+                mask = mask if r is None else r
+        weights: list = []
+        out = _eager(query, key, value, mask, scaling, softcap, s_aux, dropout,
+                     hooks if hooks is not None and hooks.has_layer(layer) else None, call, weights)
+        return out.transpose(1, 2).contiguous(), weights[0]
     if hooks is None or not hooks.has_layer(layer):
         if family_eager:
             out = _eager(query, key, value, mask, scaling, softcap, s_aux, dropout, None,
@@ -297,6 +313,27 @@ def hooked_attention_forward(module, query, key, value, attention_mask, scaling=
         out = out.clone()
         out[:, :, rows] = out_rows
     return out.transpose(1, 2).contiguous(), None
+
+
+def _attentions_requested() -> bool:
+    """True inside a transformers forward called with ``output_attentions=True`` (its output recorder is on)."""
+    try:
+        from transformers.utils.output_capturing import _active_collector
+    except ImportError:  # pragma: no cover - older transformers pass output_attentions to the attention
+        return False
+    rec = _active_collector.get()
+    return bool(rec) and "attentions" in rec
+
+
+def require_hooked(hf, what: str = "hooks, CAS and interventions") -> None:
+    """Refuse a model whose attention is no longer interp's (e.g. after ``m.hf.set_attn_implementation("eager")``):
+    its hook points would never fire, so CAS would read zeros and interventions would do nothing."""
+    impl = getattr(hf.config, "_attn_implementation", None)
+    if impl != ATTN_NAME:
+        raise InterpError(
+            f"the model's attention implementation is {impl!r}, not interp's hooked attention, so {what} would "
+            f"silently do nothing (was m.hf.set_attn_implementation({impl!r}) called?). Switch back with "
+            "interp.models.hooked_attention.install(m.hf); `output_attentions=True` works on interp's attention")
 
 
 def check_supported(config, what: str | None = None) -> None:

@@ -72,8 +72,10 @@ class LoadedModel:
             from transformer_lens.model_bridge import TransformerBridge
 
             twin = share_weights_clone(self.hf)
+            twin.register_forward_hook(_legacy_cache_field)
             name = EMBEDDED_HUB_NAME if self.model_id == DEFAULT_MODEL else self.model_id
             self._bridge = TransformerBridge.boot_transformers(name, hf_model=twin, tokenizer=self.tokenizer)
+            _bridge_reads_cache(self._bridge)
         return self._bridge
 
     def hooks(self, fwd_hooks=()):
@@ -87,6 +89,32 @@ class LoadedModel:
         return {"model_id": self.model_id, "source": self.source, "revision": self.revision,
                 "n_layers": self.n_layers, "n_heads": self.n_heads, "n_kv_heads": self.n_kv_heads,
                 "dtype": str(next(self.hf.parameters()).dtype), "device": str(self.device)}
+
+
+def _legacy_cache_field(module, args, output):
+    """Forward hook on the bridge's twin: transformers 5.2x names the returned KV cache ``output.cache``, while
+    TransformerLens 4.3 reads ``output.past_key_values``; without this its KV-cached `generate` (its default)
+    gets no cache and decodes every step from the last token alone (garbage after the first token)."""
+    if getattr(output, "past_key_values", None) is None and getattr(output, "cache", None) is not None:
+        object.__setattr__(output, "past_key_values", output.cache)
+    return output
+
+
+def _cache_as_past_key_values(module, args, kwargs):
+    if kwargs.get("cache") is not None and kwargs.get("past_key_values") is None:
+        kwargs["past_key_values"] = kwargs["cache"]
+    return args, kwargs
+
+
+def _bridge_reads_cache(bridge) -> None:
+    """Hand TransformerLens 4.3's attention components the KV cache under the name they read
+    (``past_key_values``): transformers 5.2x passes it to attention as ``cache``, so without this every cached
+    decoding step attended to its own token alone (1x1 patterns, garbage after the first token)."""
+    from transformer_lens.model_bridge.generalized_components.attention import AttentionBridge
+
+    for mod in bridge.modules():
+        if isinstance(mod, AttentionBridge):
+            mod.register_forward_pre_hook(_cache_as_past_key_values, with_kwargs=True)
 
 
 def share_weights_clone(model):

@@ -16,11 +16,12 @@ produce the end delimiter belong to the thinking phase.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import torch
 
 from ..errors import InterpError
+from ..probes.base import Capability, HookProvider, RowResult
 
 THINKING_MODES = ("auto", "none", "think", "gpt-oss")
 PHASE_SCOPES = ("answer", "output")
@@ -201,9 +202,10 @@ def segment_ids(output_ids: Sequence[int], tokenizer, spec: ThinkingSpec | None,
 
 
 def segment_generation(gen, tokenizer, spec: ThinkingSpec | None) -> Segments:
-    """Segments of a `Generation` (prompt, output ids/text; `extras["thinking_forced"]` from a budget)."""
+    """Segments of a `Generation` (prompt, output ids/text; `ThinkingForced` from a budget)."""
     seg = segment_ids(gen.output_ids, tokenizer, spec, starts_in_thinking(gen.prompt.text, spec), gen.output_text)
-    seg.forced = bool(gen.extras.get("thinking_forced", False))
+    forced = gen.results.typed(ThinkingForced)
+    seg.forced = bool(forced.thinking_forced) if forced is not None else False
     return seg
 
 
@@ -218,8 +220,15 @@ def phase_boundary(record: dict) -> int:
     return int(pr["answer"][0]) if pr else 0
 
 
+@dataclass(frozen=True)
+class ThinkingForced(RowResult):
+    """Whether the budget forced this row's trace closed (``extras["thinking_forced"]`` in older code)."""
+
+    thinking_forced: bool
+
+
 @dataclass
-class ThinkingBudget:
+class ThinkingBudget(HookProvider):
     """Generation-loop token forcer: once a row has thought `budget` tokens without closing its trace, the
     tokens of `spec.force_text` are forced (s1-style budget forcing). A hook provider with no hooks plus a
     `force` method the generation loop calls after sampling each step.
@@ -232,6 +241,7 @@ class ThinkingBudget:
     spec: ThinkingSpec
     budget: int
     in_thinking: list[bool] | None = None
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.FORCES_TOKENS})
     _rows: list[dict] = field(default_factory=list, repr=False)
 
     def __post_init__(self):
@@ -264,5 +274,5 @@ class ThinkingBudget:
                 r["queue"], r["closed"], r["forced"] = list(self.force_ids[1:]), True, True
         return nxt
 
-    def collect(self, batch, n_tokens: list[int]) -> list[dict]:
-        return [{"thinking_forced": r["forced"]} for r in self._rows]
+    def collect(self, batch, n_tokens: list[int]) -> list[ThinkingForced]:
+        return [ThinkingForced(r["forced"]) for r in self._rows]

@@ -1,0 +1,6 @@
+"""Probes: values that record or change what happens inside a forward pass (see `interp.probes.base`)."""
+from .base import PROBES, Capability, HookProvider, Probe, RowResult, RowResults, has, register_probe
+from .entropy import AttentionEntropy, EntropyResult
+
+__all__ = ["PROBES", "AttentionEntropy", "Capability", "EntropyResult", "HookProvider", "Probe", "RowResult",
+           "RowResults", "has", "register_probe"]
