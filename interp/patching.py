@@ -147,8 +147,8 @@ def patch_pair(model, clean: Prompt, corrupt: Prompt, answers: dict[str, Sequenc
         raise InterpError("patch_pair patches [pos, d_model] activations; per-head hook_z/hook_result: not yet")
     if not isinstance(answers, dict) or not answers:
         raise InterpError("answers: pass a dict name -> token ids, e.g. {'correct': [...], 'failed': [...]}")
-    for k, a in answers.items():
-        if len(a) == 0:
+    for k, toks in answers.items():
+        if len(toks) == 0:
             raise InterpError(f"answer {k!r} is empty")
     layers = list(range(model.n_layers)) if layers is None else [int(x) for x in layers]
     bad = [x for x in layers if not 0 <= x < model.n_layers]

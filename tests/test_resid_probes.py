@@ -228,3 +228,19 @@ def test_granite_residual_multiplier(tokenizer):
         lh.mult = 1.0
     with pytest.raises(AssertionError, match="attn_out"):
         check_resid_family(model, make_prompts(512))
+
+
+@pytest.mark.slow
+def test_resid_through_the_public_api(tokenizer):
+    """interp.generate(capture=[Resid(...)]) -> g.result(Resid).acts; the value round-trips by name."""
+    from interp.api import generate
+    from interp.probes import Probe
+
+    model = tiny("qwen2", "sliding", tokenizer)
+    spec = Resid(hooks=("hook_mlp_out", "hook_z"), layers=(1,))
+    gens = generate(model, make_prompts(512), max_new_tokens=4, capture=[spec], progress=False)
+    for g in gens:
+        r = g.result(Resid)
+        assert r.acts["blocks.1.hook_mlp_out"].shape == (len(g.output_ids), model.config.hidden_size)
+        assert r.acts["blocks.1.attn.hook_z"].shape == (len(g.output_ids), model.n_heads, 16)
+    assert Probe.from_dict(spec.to_dict()) == spec

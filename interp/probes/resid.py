@@ -18,7 +18,7 @@ import torch
 from ..errors import InterpError
 from ..models.hooked_attention import ATTN_OUT_KINDS, RESID_KINDS
 from ..models.hooked_resid import check_kind
-from .compat import HookProvider, Probe, RowResult, register_probe
+from .base import HookProvider, Probe, RowResult, register_probe
 
 POSITIONS = ("steps", "prompt")
 REDUCE = (None, "mean")
@@ -29,7 +29,7 @@ def hook_name(kind: str, layer: int) -> str:
     return f"blocks.{layer}.attn.{kind}" if kind in ATTN_OUT_KINDS else f"blocks.{layer}.{kind}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ResidResult(RowResult):
     """One row's activations by hook name, as float32 numpy arrays."""
 
