@@ -133,3 +133,27 @@ def test_patching_refuses_bad_input():
         patch_pair(model, clean, corrupt, answers, layers=[7])
     with pytest.raises(InterpError, match="answers"):
         patch_pair(model, clean, corrupt, [1, 2])
+
+
+def test_patching_table_and_heatmap(tmp_path):
+    """Mean and bootstrap CI over items per (layer, span) computed from the items' effects; the figure is
+    written as PNG and PDF; mixed grids are refused."""
+    from interp.plots.patching import patching_table, plot_patching_heatmap
+
+    rng = np.random.default_rng(0)
+    res = []
+    for _ in range(12):
+        p = rng.normal(0, 0.1, (2, 3, 2))
+        p[0, 2, 1] += 2.0  # one cell carries the effect
+        res.append(PatchResult("denoise", "hook_resid_pre", [0, 1, 2], ["last_prompt", "answer"],
+                               ["correct", "failed"], p - 5.0, np.array([-1.0, -9.0]), np.array([-5.0, -5.0])))
+    mean, lo, hi, n = patching_table(res, "correct")
+    assert n == 12 and mean.shape == (3, 2)
+    assert np.allclose(mean, np.mean([r.patched[0] + 5.0 for r in res], 0))
+    assert lo[2, 1] > 1.5 and hi[2, 1] < 2.5 and lo[0, 0] < 0 < hi[0, 0]
+    paths = plot_patching_heatmap(res, tmp_path / "heat")
+    assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size > 1000 for p in paths)
+    other = PatchResult("noise", "hook_resid_pre", [0, 1, 2], ["last_prompt", "answer"], ["correct", "failed"],
+                        res[0].patched, res[0].clean, res[0].corrupt)
+    with pytest.raises(InterpError, match="differ"):
+        patching_table(res + [other])
