@@ -77,3 +77,20 @@ def test_steer_values_are_checked():
         Steer(layer=0, direction=(1.0,), positions="prompt")
     with pytest.raises(InterpError, match="per-head"):
         Steer(layer=0, direction=(1.0,), hook="hook_z")
+
+
+def test_steering_table_and_curve(tmp_path):
+    import pandas as pd
+
+    from interp.plots.steering import plot_steering_curve, steering_table
+
+    rows = pd.DataFrame([{"label": lab, "alpha": al, "solved": i < k, "constraint_met": i % 2 == 0}
+                         for lab in ("constraint", "random") for al, k in ((-1.0, 6), (0.0, 3)) for i in range(10)])
+    t = steering_table(rows)
+    r = t[(t.label == "constraint") & (t.alpha == -1.0)].set_index("outcome")
+    assert r.loc["solved", "k"] == 6 and r.loc["constraint_met", "k"] == 5 and r.loc["both", "k"] == 3
+    assert r.loc["solved", "lo"] < 0.6 < r.loc["solved", "hi"] and (t.n == 10).all()
+    paths = plot_steering_curve(rows, tmp_path / "curve")
+    assert [p.suffix for p in paths] == [".png", ".pdf"]
+    with pytest.raises(InterpError, match="columns"):
+        steering_table(rows.drop(columns=["solved"]))
