@@ -100,7 +100,7 @@ def check_resid_family(model, prompts) -> dict[str, float]:
         D = z.shape[-1]
         hand = torch.stack([z[:, :, h] @ W[h * D:(h + 1) * D] for h in range(H)], 2)
         diff("result", got[hook_name("hook_result", l)], hand)
-        bias = mods.o_proj.bias if mods.o_proj.bias is not None else 0
+        bias = mods.o_proj.bias.detach() if mods.o_proj.bias is not None else 0
         diff("sum(result)+b_O", hand.sum(2) + bias, o_out[l])
         pv = torch.matmul(got[f"p{l}"], got[f"v{l}"]).transpose(1, 2)  # [B, T, H, D]
         diff("z", z, pv)
