@@ -186,3 +186,59 @@ def _patch_fn(src: torch.Tensor, edits: list[tuple[int, tuple[int, int], tuple[i
             x[r, d0:d1] = src[s0:s1].to(x.dtype)
         return x
     return fn
+
+
+def failed_pairs(run_dir) -> list[tuple]:
+    """(baseline record, constrained record) of a run's failed items: the constrained run failed where the same
+    item's baseline (unconstrained) run succeeded (``ConstrainedRecord.baseline_key``)."""
+    from .rundir import RunDir
+
+    rd = RunDir(run_dir)
+    base = {r.key: r for r in rd.typed("baseline")}
+    return [(base[c.baseline_key], c) for c in rd.typed("constrained")
+            if not c.success and c.baseline_key in base and base[c.baseline_key].success]
+
+
+def patch_run(model, run_dir, *, layers: Sequence[int] | None = None, spans: Sequence[str] = ("last_prompt", "answer"),
+              hook: str = "hook_resid_pre", direction: str = "denoise", max_answer_tokens: int = 16,
+              max_items: int | None = None, progress: bool = True) -> list[PatchResult]:
+    """`patch_pair` over a run's failed items (`failed_pairs`), answers = the baseline's output ("correct") and the
+    constrained run's output ("failed"), each cut to `max_answer_tokens`. Appends one line per item to
+    ``<run_dir>/patching.jsonl`` (keyed by the constrained record's key and the settings) and skips items already
+    there, so an interrupted run resumes. Returns every item's result (old and new) for these settings."""
+    import json
+    from pathlib import Path
+
+    from tqdm.auto import tqdm
+
+    if max_answer_tokens < 1:
+        raise InterpError("max_answer_tokens must be >= 1")
+    path = Path(run_dir) / "patching.jsonl"
+    settings = {"layers": None if layers is None else [int(x) for x in layers], "spans": list(spans), "hook": hook,
+                "direction": direction, "max_answer_tokens": max_answer_tokens}
+    have = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            d = json.loads(line)
+            if d.get("settings") == settings:
+                have[d["key"]] = PatchResult.from_dict(d["result"])
+    pairs = failed_pairs(run_dir)[:max_items]
+    if not pairs:
+        raise InterpError(f"{run_dir}: no failed items (constrained failed where the baseline succeeded)")
+    out = []
+    for b, c in tqdm(pairs, desc="patch", disable=not progress, leave=False):
+        if c.key in have:
+            out.append(have[c.key])
+            continue
+        clean = Prompt(b.prompt_text, list(b.prompt_ids), {k: (int(v[0]), int(v[1])) for k, v in b.spans.items()})
+        corrupt = Prompt(c.prompt_text, list(c.prompt_ids), {k: (int(v[0]), int(v[1])) for k, v in c.spans.items()})
+        answers = {"correct": list(b.output_ids)[:max_answer_tokens], "failed": list(c.output_ids)[:max_answer_tokens]}
+        answers = {k: v for k, v in answers.items() if v}
+        if not answers:
+            continue
+        r = patch_pair(model, clean, corrupt, answers, layers=layers, spans=spans, hook=hook, direction=direction)
+        r.meta = {"key": c.key, "item_id": c.item_id, "condition": c.condition}
+        with path.open("a") as f:
+            f.write(json.dumps({"key": c.key, "settings": settings, "result": r.to_dict()}) + "\n")
+        out.append(r)
+    return out

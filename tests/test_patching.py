@@ -157,3 +157,35 @@ def test_patching_table_and_heatmap(tmp_path):
                         res[0].patched, res[0].clean, res[0].corrupt)
     with pytest.raises(InterpError, match="differ"):
         patching_table(res + [other])
+
+
+@pytest.mark.slow
+def test_patch_run_over_failed_items_resumes(tmp_path):
+    """patch_run reads a run's failed pairs, writes one line per item, and a rerun computes nothing new."""
+    import json
+
+    import interp.patching as P
+
+    model = tiny("llama", "base", synthetic_tokenizer(512))
+    clean, corrupt, answers = _pair()
+    base = {"key": "b1", "stage": "baseline", "item_id": "i1", "prompt_ids": clean.input_ids,
+            "spans": {k: list(v) for k, v in clean.spans.items()}, "output_ids": answers["correct"], "success": True}
+    con = {"key": "c1", "stage": "constrained", "item_id": "i1", "prompt_ids": corrupt.input_ids,
+           "spans": {k: list(v) for k, v in corrupt.spans.items()}, "output_ids": answers["failed"],
+           "success": False, "baseline_key": "b1"}
+    ok = {**con, "key": "c2", "success": True}
+    (tmp_path / "baseline.jsonl").write_text(json.dumps(base) + "\n")
+    (tmp_path / "constrained.jsonl").write_text("\n".join(json.dumps(x) for x in (con, ok)) + "\n")
+    r = P.patch_run(model, tmp_path, spans=["format", "answer"], progress=False)
+    ref = patch_pair(model, clean, corrupt, answers, spans=["format", "answer"])
+    assert len(r) == 1 and np.array_equal(r[0].patched, ref.patched)
+    lines = (tmp_path / "patching.jsonl").read_text().splitlines()
+    assert len(lines) == 1
+    calls = []
+    orig = P.patch_pair
+    P.patch_pair = lambda *a, **k: calls.append(1) or orig(*a, **k)
+    try:
+        again = P.patch_run(model, tmp_path, spans=["format", "answer"], progress=False)
+    finally:
+        P.patch_pair = orig
+    assert calls == [] and np.array_equal(again[0].patched, ref.patched)
