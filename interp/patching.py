@@ -214,7 +214,8 @@ def patch_run(model, run_dir, *, layers: Sequence[int] | None = None, spans: Seq
     if max_answer_tokens < 1:
         raise InterpError("max_answer_tokens must be >= 1")
     path = Path(run_dir) / "patching.jsonl"
-    settings = {"layers": None if layers is None else [int(x) for x in layers], "spans": list(spans), "hook": hook,
+    layers = list(range(model.n_layers)) if layers is None else [int(x) for x in layers]
+    settings = {"layers": layers, "spans": list(spans), "hook": hook,
                 "direction": direction, "max_answer_tokens": max_answer_tokens}
     have = {}
     if path.exists():
@@ -232,8 +233,9 @@ def patch_run(model, run_dir, *, layers: Sequence[int] | None = None, spans: Seq
             continue
         clean = Prompt(b.prompt_text, list(b.prompt_ids), {k: (int(v[0]), int(v[1])) for k, v in b.spans.items()})
         corrupt = Prompt(c.prompt_text, list(c.prompt_ids), {k: (int(v[0]), int(v[1])) for k, v in c.spans.items()})
-        answers = {"correct": list(b.output_ids)[:max_answer_tokens], "failed": list(c.output_ids)[:max_answer_tokens]}
-        answers = {k: v for k, v in answers.items() if v}
+        answers: dict[str, Sequence[int]] = {
+            k: v for k, v in (("correct", list(b.output_ids)[:max_answer_tokens]),
+                              ("failed", list(c.output_ids)[:max_answer_tokens])) if v}
         if not answers:
             continue
         r = patch_pair(model, clean, corrupt, answers, layers=layers, spans=spans, hook=hook, direction=direction)
@@ -242,3 +244,10 @@ def patch_run(model, run_dir, *, layers: Sequence[int] | None = None, spans: Seq
             f.write(json.dumps({"key": c.key, "settings": settings, "result": r.to_dict()}) + "\n")
         out.append(r)
     return out
+
+
+def single_answer(r: PatchResult, answer: str) -> PatchResult:
+    """`r` restricted to one answer (items of a run may lack one, e.g. an empty output)."""
+    i = r.answers.index(answer)
+    return PatchResult(r.direction, r.hook, r.layers, r.spans, [answer], r.patched[i:i + 1], r.clean[i:i + 1],
+                       r.corrupt[i:i + 1], r.meta)

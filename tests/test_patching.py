@@ -160,7 +160,7 @@ def test_patching_table_and_heatmap(tmp_path):
 
 
 @pytest.mark.slow
-def test_patch_run_over_failed_items_resumes(tmp_path):
+def test_patch_run_over_failed_items_resumes(tmp_path, monkeypatch):
     """patch_run reads a run's failed pairs, writes one line per item, and a rerun computes nothing new."""
     import json
 
@@ -189,3 +189,11 @@ def test_patch_run_over_failed_items_resumes(tmp_path):
     finally:
         P.patch_pair = orig
     assert calls == [] and np.array_equal(again[0].patched, ref.patched)
+    # the CLI: same results (resumed from the file), heatmaps written
+    import interp.models.loading as loading
+    from interp.cli import main
+
+    monkeypatch.setattr(loading, "load_model", lambda spec: model)
+    assert main(["patch", str(tmp_path), "--model", "tiny", "--layers", "0", "1", "--spans", "format", "answer"]) == 0
+    assert (tmp_path / "figures" / "patching_correct.png").exists()
+    assert len((tmp_path / "patching.jsonl").read_text().splitlines()) == 1  # layers [0, 1] = the default: resumed
