@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # what IDEs and type checkers see; at run time each name is imported on first use (_API)
     from interp.attention import CASCapture, teacher_forced_cas
-    from interp.attention.cas import CAS
+    from interp.attention.cas import CAS, stack_cas, top_heads
+    from interp.probes import AttentionEntropy, Probe
     from interp.attention.analysis import cas_report
     from interp.attention.storage import load_cas
     from interp.constraints import (
@@ -48,7 +49,8 @@ _API = {
     "load_model": "interp.models", "LoadedModel": "interp.models",
     "GenConfig": "interp.models.generation", "generate": "interp.api",
     "forward_teacher_forced": "interp.models.generation", "Generation": "interp.models.generation",
-    "CAS": "interp.attention.cas", "hooks": "interp.api", "hook_names": "interp.api",
+    "CAS": "interp.attention.cas", "stack_cas": "interp.attention.cas", "top_heads": "interp.attention.cas",
+    "Probe": "interp.probes", "AttentionEntropy": "interp.probes", "hooks": "interp.api", "hook_names": "interp.api",
     "run_with_hooks": "interp.api", "run_with_cache": "interp.api",
     "trace": "interp.api", "Cache": "interp.api", "TraceResult": "interp.api",
     "AttentionHooks": "interp.models.hooked_attention",
@@ -73,14 +75,14 @@ _API = {
                                      "AblationRecord", "SweepRecord", "SCHEMA_VERSION")},
 }
 
-__all__ = ["AblationConfig", "AblationRecord", "AttentionHooks", "BaselineRecord", "build_prompt", "Cache",
+__all__ = ["AblationConfig", "AblationRecord", "AttentionEntropy", "AttentionHooks", "BaselineRecord", "build_prompt", "Cache",
     "CAS", "cas_report", "CASCapture", "ConstrainedRecord", "Constraint", "ConstraintsRecord",
     "ConstraintType", "extract_constraints", "forward_teacher_forced", "GenConfig", "generate", "Generation",
     "get_task", "hook_names", "hooks", "insert_constraints", "Intervention", "InterventionProvider", "Item",
-    "load_cas", "load_model", "load_records", "load_run", "LoadedModel", "merge_runs", "Part", "Prompt",
+    "load_cas", "load_model", "load_records", "load_run", "LoadedModel", "merge_runs", "Part", "Probe", "Prompt",
     "Record", "register_constraint", "register_task", "Registry", "ResultStore", "run_ablation",
     "run_comparison", "run_sustain", "run_with_cache", "run_with_hooks", "RunDir", "SCHEMA_VERSION", "Score",
-    "SustainConfig", "SustainRun", "sustain_tables", "SweepRecord", "Task", "teacher_forced_cas", "trace", "TraceResult",
+    "stack_cas", "SustainConfig", "SustainRun", "sustain_tables", "SweepRecord", "Task", "teacher_forced_cas", "top_heads", "trace", "TraceResult",
     "write_report"]  # = the names of _API (a test keeps them equal)
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict
 import json
 import sys
 import time
@@ -169,7 +168,7 @@ def cmd_cas(a) -> int:
     sets = _settings(a, cas_report)
     res = cas_report(a.run_dir, **({"span": a.span, "normalisation": a.normalisation, "teacher_forced": a.teacher_forced}
                            | sets))
-    print(json.dumps(asdict(res.summary), indent=2, default=str))
+    print(json.dumps(res.get("summary", {}), indent=2, default=str))
     print(f"CAS report: {Path(a.run_dir) / 'cas_report.md'}")
     return 0
 

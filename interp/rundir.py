@@ -150,20 +150,6 @@ class RunDir:
             raise InterpError(f"{p} has format {fmt!r}; this interp reads formats 1..{FORMAT}: upgrade interp")
         return d
 
-    def sustain_config(self):
-        """The run's SustainConfig (validated), its task found again by the recorded `task_ref` (a task of the
-        researcher's own module is imported first, as `interp ablate` and resumed runs do)."""
-        from .experiments.config import SustainConfig
-        from .tasks import TASKS
-
-        d = self.read_config()
-        ref, name = d.get("task_ref"), d["config"].get("task")
-        if ref and isinstance(name, str) and name not in TASKS:
-            from .registry import resolve_ref
-
-            resolve_ref(ref)
-        return SustainConfig.from_dict(d["config"])
-
     def claim(self, cfg, task_ref: str | None = None) -> None:
         """Write config.json for a new run, or check that the stored run is `cfg`'s and can be resumed.
 

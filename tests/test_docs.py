@@ -58,3 +58,20 @@ def test_readme_python_api_block_runs(model, monkeypatch):
     assert ns["g"].cas.dims == ("step", "layer", "span", "head")
     assert ns["cache"]["blocks.3.attn.hook_pattern"].shape[:3] == (2, model.n_heads, 1)
     assert abs(ns["t"].generations[0].cas.values - ns["g"].cas.values).max() < 1e-4
+
+
+def test_readme_task_example_registers_and_scores():
+    """The Task example beside "add one by" runs as written: it registers, lists items and scores."""
+    from interp.tasks import TASKS, get_task
+
+    block = README.split("## Where things live", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    assert len(block.strip().splitlines()) <= 20
+    ns: dict = {"__name__": "readme_task_example"}
+    try:
+        exec(compile(block, "README.md", "exec"), ns)
+        t = get_task("capitals")
+        items = t.items(2)
+        assert [i.id for i in items] == ["fr", "jp"] and t.parts(items[0])[0].text.startswith("What is")
+        assert t.score(items[0], "It is Paris.").success and not t.score(items[1], "Kyoto").success
+    finally:
+        TASKS.unregister("capitals")

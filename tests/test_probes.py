@@ -83,3 +83,17 @@ def test_capabilities_are_declared(tokenizer):  # noqa: F811
     forced = interp.generate(m, p, max_new_tokens=3, progress=False, providers_for_batch=lambda b: [Forcer()])
     plain = interp.generate(m, p, max_new_tokens=3, progress=False, providers_for_batch=lambda b: [Undeclared()])
     assert forced[0].output_ids == [7, 7, 7] and plain[0].output_ids != [7, 7, 7]
+
+
+def test_stack_cas_and_top_heads_across_generations_of_different_lengths(tokenizer):  # noqa: F811
+    m = tiny("llama", "base", tokenizer)
+    p = make_prompts(m.config.vocab_size)
+    short, = interp.generate(m, p[:1], max_new_tokens=2, capture=[interp.CAS()], progress=False)
+    long, = interp.generate(m, p[1:], max_new_tokens=5, capture=[interp.CAS()], progress=False)
+    st = interp.stack_cas([short, long], "constraints")
+    assert st.dims == ("generation", "step", "layer", "head") and st.shape[1] == len(long.output_ids)
+    assert np.isnan(st.values[0, len(short.output_ids):]).all()
+    np.testing.assert_array_equal(st.values[1], long.cas.sel(span="constraints").values)
+    by_hand = (short.cas_span("constraints").mean(0) + long.cas_span("constraints").mean(0)) / 2  # [layer, head]
+    best = sorted(((by_hand[l, h], (l, h)) for l in range(m.n_layers) for h in range(m.n_heads)), reverse=True)
+    assert interp.top_heads([short, long], "constraints", k=3) == [c for _, c in best[:3]]

@@ -143,6 +143,7 @@ def test_every_command_uses_the_runs_task_ref(tmp_path, monkeypatch):
     """`interp cas` ignored the recorded `task_ref` (`interp ablate` used it) and blamed the model."""
     import uuid
 
+    from interp.experiments.config import SustainConfig
     from interp.rundir import RunDir
     from interp.tasks import TASKS
 
@@ -159,7 +160,7 @@ def test_every_command_uses_the_runs_task_ref(tmp_path, monkeypatch):
                                                "task_ref": f"{mod}:RefOnly"}))
     try:
         assert mod not in sys.modules and "ref_only_task" not in TASKS
-        assert RunDir(d).sustain_config().task == "ref_only_task"
+        assert SustainConfig.of_run(RunDir(d)).task == "ref_only_task"
     finally:
         TASKS.unregister("ref_only_task")
 

@@ -51,7 +51,9 @@ def span_parts(record: dict, span: str) -> list[str]:
 
 
 def _load_model(run_dir: Path):
-    return RunDir(run_dir).sustain_config().load_model()
+    from ..experiments.config import SustainConfig
+
+    return SustainConfig.of_run(run_dir).load_model()
 
 
 def teacher_forced_cached(run_dir: str | Path, model, jobs: Sequence[tuple[str, dict, Sequence[int]]],

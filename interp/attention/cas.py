@@ -21,9 +21,9 @@ from ..models.generation import Batch
 from ..models.hooked_attention import AttentionHooks, AttnCall
 from ..probes.base import HookProvider, Probe, RowResult, register_probe
 from ..prompts import constraint_parts
+from ..registry import Registry
 
 SINK, PROMPT = "__sink__", "__prompt__"
-NORMALISATIONS = ("raw", "no_sink", "density", "prompt_share", "control_ratio")
 
 
 def default_span_groups(part_names: Sequence[str]) -> dict[str, list[str]]:
@@ -172,31 +172,91 @@ class CAS(Probe):
                           strict=self.spans is not None)
 
 
-def normalise(cas: np.ndarray, spans: Sequence[str], span: str, how: str = "raw",
-              span_len: Sequence[float] | None = None, control: str | None = None) -> np.ndarray:
-    """One span's CAS ``[steps, layers, heads]`` under a normalisation (raw share is the paper's default).
+class Normalisation:
+    """One way to normalise a span's CAS: `apply(x, cas, spans, span, span_len, control)` -> ``[steps, layers, heads]``,
+    where `x` is the span's raw CAS and `cas` all spans ``[steps, layers, spans, heads]``. Register a subclass
+    with `@register_normalisation` (the registry shape of tasks, constraint types, ops and probes)."""
 
-    no_sink: attention-sink mass removed and the rest renormalised; density: divided by span length;
-    prompt_share: share of the prompt-directed mass; control_ratio: ratio to a (length-matched) control span.
-    """
-    spans = list(spans)
-    x = cas[:, :, spans.index(span)]
-    eps = 1e-12
-    if how == "raw":
+    name: ClassVar[str] = ""
+
+    def apply(self, x, cas, spans: list[str], span: str, span_len, control):
+        raise NotImplementedError
+
+
+NORMALISATIONS: Registry[Normalisation] = Registry(
+    "CAS normalisation", hint="define a Normalisation subclass with @register_normalisation")
+
+
+def register_normalisation(cls=None, *, replace: bool = False):
+    """Class decorator: registers one instance of a `Normalisation` subclass under its `name`."""
+    return NORMALISATIONS.instance_decorator(cls, replace=replace)
+
+
+_EPS = 1e-12
+
+
+@register_normalisation
+class Raw(Normalisation):
+    """The raw attention share (the paper's default)."""
+
+    name = "raw"
+
+    def apply(self, x, cas, spans, span, span_len, control):
         return x
-    if how == "no_sink":
-        return x / np.maximum(1.0 - cas[:, :, spans.index(SINK)], eps)
-    if how == "density":
+
+
+@register_normalisation
+class NoSink(Normalisation):
+    """Attention-sink mass removed and the rest renormalised."""
+
+    name = "no_sink"
+
+    def apply(self, x, cas, spans, span, span_len, control):
+        return x / np.maximum(1.0 - cas[:, :, spans.index(SINK)], _EPS)
+
+
+@register_normalisation
+class Density(Normalisation):
+    """Divided by the span's length in tokens."""
+
+    name = "density"
+
+    def apply(self, x, cas, spans, span, span_len, control):
         if span_len is None:
             raise ValueError("density needs span_len")
         return x / max(float(span_len[spans.index(span)]), 1.0)
-    if how == "prompt_share":
-        return x / np.maximum(cas[:, :, spans.index(PROMPT)], eps)
-    if how == "control_ratio":
+
+
+@register_normalisation
+class PromptShare(Normalisation):
+    """Share of the prompt-directed attention mass."""
+
+    name = "prompt_share"
+
+    def apply(self, x, cas, spans, span, span_len, control):
+        return x / np.maximum(cas[:, :, spans.index(PROMPT)], _EPS)
+
+
+@register_normalisation
+class ControlRatio(Normalisation):
+    """Ratio to a (length-matched) control span."""
+
+    name = "control_ratio"
+
+    def apply(self, x, cas, spans, span, span_len, control):
         if control is None:
             raise ValueError("control_ratio needs a control span name")
-        return x / np.maximum(cas[:, :, spans.index(control)], eps)
-    raise ValueError(f"unknown normalisation {how!r}; choose from {NORMALISATIONS}")
+        return x / np.maximum(cas[:, :, spans.index(control)], _EPS)
+
+
+def normalise(cas: np.ndarray, spans: Sequence[str], span: str, how: str = "raw",
+              span_len: Sequence[float] | None = None, control: str | None = None) -> np.ndarray:
+    """One span's CAS ``[steps, layers, heads]`` under a registered normalisation (`NORMALISATIONS`; raw share
+    is the paper's default): no_sink, density, prompt_share, control_ratio."""
+    spans = list(spans)
+    if how not in NORMALISATIONS:
+        raise ValueError(f"unknown normalisation {how!r}; choose from {tuple(NORMALISATIONS)}")
+    return NORMALISATIONS[how].apply(cas[:, :, spans.index(span)], cas, spans, span, span_len, control)
 
 
 def teacher_forced_cas(model, prompts, outputs, span_groups=None, batch_size: int = 4,
@@ -211,3 +271,32 @@ def teacher_forced_cas(model, prompts, outputs, span_groups=None, batch_size: in
         _, _, extras = forward_teacher_forced(model.hf, model.tokenizer, ps, os_, [cap])
         res += extras
     return res
+
+
+def stack_cas(generations, span: str = "constraints"):
+    """CAS of one span for generations of different lengths as one `xarray.DataArray` with dims
+    (generation, step, layer, head), NaN past each generation's last step (``.mean("step")`` skips the padding)."""
+    import xarray as xr
+
+    arrays = [g.cas_span(span) for g in generations]
+    if not arrays:
+        raise InterpError("stack_cas needs at least one generation captured with interp.CAS()")
+    T = max(a.shape[0] for a in arrays)
+    L, H = arrays[0].shape[1:]
+    out = np.full((len(arrays), T, L, H), np.nan, np.float32)
+    for i, a in enumerate(arrays):
+        out[i, : a.shape[0]] = a
+    return xr.DataArray(out, dims=("generation", "step", "layer", "head"), name=f"cas:{span}",
+                        coords={"generation": np.arange(len(arrays)), "step": np.arange(T), "layer": np.arange(L),
+                                "head": np.arange(H)})
+
+
+def top_heads(generations, span: str = "constraints", k: int = 10) -> list[tuple[int, int]]:
+    """The `k` (layer, head) cells with the highest CAS on `span`, averaged over each generation's steps and then
+    over generations (each generation weighs the same, whatever its length); ready for ``Intervention(heads=...)``."""
+    if k < 1:
+        raise InterpError(f"top_heads needs k >= 1, got {k}")
+    per_gen = np.nanmean(stack_cas(generations, span).values, axis=1)  # [generation, layer, head]
+    mean = per_gen.mean(0)
+    order = np.argsort(-mean, axis=None, kind="stable")[:k]
+    return [(int(i // mean.shape[1]), int(i % mean.shape[1])) for i in order]

@@ -100,6 +100,20 @@ class SustainConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def of_run(cls, run_dir) -> "SustainConfig":
+        """The SustainConfig of a run directory (a path or `RunDir`), validated, its task found again by the
+        recorded `task_ref` (a task of the researcher's own module is imported first): what every command uses."""
+        from ..registry import resolve_ref
+        from ..rundir import RunDir
+        from ..tasks import TASKS
+
+        d = (run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)).read_config()
+        ref, name = d.get("task_ref"), d["config"].get("task")
+        if ref and isinstance(name, str) and name not in TASKS:
+            resolve_ref(ref)
+        return cls.from_dict(d["config"])
+
     def load_model(self):
         """The local hooked model this config names (dtype and device applied)."""
         from ..models import load_model

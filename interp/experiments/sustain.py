@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ..api import generate
 from ..attention.cas import CAS
 from ..attention.storage import save_cas
 from ..constraints import (Constraint, ProposeContext, accepted_constraints, extract_constraints_many,
@@ -191,6 +190,7 @@ class SustainRun:
 
     def _generate(self, js: list[dict], cfg: GenConfig):
         """Generations for one batch of jobs: hooked local model (with CAS) or the HTTP backend."""
+        from ..api import generate  # the one door to generation
         from ..models.generation import Generation
         from ..prompts import messages_from_parts
 

@@ -32,10 +32,10 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ..api import generate
 from ..attention.cas import CAS
 from ..attention.storage import load_cas
 from ..constraints import Constraint
+from ..experiments.config import SustainConfig
 from ..errors import InterpError
 from ..stats.power import n_two_proportions as n_for_power
 from ..models.generation import GenConfig
@@ -170,7 +170,7 @@ class AblationRun:
         if not self.rundir.config_path.exists() or not self.rundir.has("constrained"):
             raise InterpError(f"{self.dir} is not a finished SustainScore run (needs config.json and constrained.jsonl)")
         self.cfg = cfg
-        self.run_cfg = self.rundir.sustain_config()
+        self.run_cfg = SustainConfig.of_run(self.rundir)
         self.task = get_task(self.run_cfg.task, ref=self.rundir.read_config().get("task_ref"), **self.run_cfg.task_kwargs)
         self.items = {it.id: it for it in self.task.items(self.run_cfg.n_items, self.run_cfg.offset)}
         self._model = model
@@ -242,6 +242,7 @@ class AblationRun:
 
     def generate(self, jobs: list[tuple[dict, Arm]]) -> int:
         """Generate the pending (base record, arm) jobs, appending one record each; returns how many were new."""
+        from ..api import generate  # the one door (imported here: interp.api -> interventions -> here)
         from ..progress import progress_bar
 
         pending = [(r, a) for r, a in jobs if self.key(r, a) not in self.store]

@@ -17,12 +17,13 @@ import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass
-from typing import ClassVar
+from typing import Any, ClassVar, Mapping
 
 import numpy as np
 import torch
 
 from ..errors import InterpError
+from ..probes.base import Probe, RowResult, register_probe
 from ..prompts import Prompt, constraint_parts
 from ..prompts import random_span as draw_span
 from ..registry import Registry
@@ -111,13 +112,26 @@ class MeanAblate(InterventionOp):
 
 
 @dataclass(frozen=True)
-class Intervention:
-    """What to do to attention. `target`: part names (unioned), "constraints" (all constraint_* parts),
+class InterventionsResult(RowResult):
+    """The interventions one row ran, as `Intervention` values in the order they composed."""
+
+    interventions: tuple["Intervention", ...]
+
+    def legacy(self) -> dict:
+        return {"interventions": [iv.to_dict() for iv in self.interventions]}
+
+
+@register_probe
+@dataclass(frozen=True)
+class Intervention(Probe):
+    """What to do to attention (a probe that changes the forward pass). `target`: part names (unioned), "constraints" (all constraint_* parts),
     or "random:<name>" (a random span of the same length as <name> elsewhere in the prompt, seeded).
     `layers`/`heads`: None = all; `heads` as (layer, head) pairs overrides `layers`.
     `steps`: [start, end) of generated-token steps (end None = to the end); `prefill`: also prompt rows.
     """
 
+    name: ClassVar[str] = "intervention"
+    result: ClassVar[type[RowResult]] = InterventionsResult
     target: tuple[str, ...] = ("constraints",)
     op: str = "scale"
     alpha: float = 1.0
@@ -142,6 +156,12 @@ class Intervention:
         if not isinstance(self.alpha, (int, float)) or not math.isfinite(self.alpha):
             raise InterpError(f"Intervention(alpha=...) takes a finite number, got {self.alpha!r}")
 
+    def provider(self, model, max_steps: int):
+        """This intervention in every row of a batch (`interp.generate(interventions=...)` is the usual door)."""
+        from .spec import InterventionProvider
+
+        return InterventionProvider(model.n_layers, model.n_heads, shared=[self])
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["target"] = list(self.target)
@@ -151,7 +171,7 @@ class Intervention:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Intervention":
+    def from_dict(cls, d: Mapping[str, Any]) -> "Intervention":
         d = dict(d)
         d["target"] = tuple(d.get("target", ("constraints",)))
         d["steps"] = tuple(d.get("steps", (0, None)))

@@ -19,9 +19,9 @@ import torch
 from ..errors import InterpError
 from ..models.generation import Batch
 from ..models.hooked_attention import AttentionHooks, AttnCall
-from ..probes.base import Capability, HookProvider, RowResult
-from .ops import (OPS, Intervention, InterventionOp, Knockout, MeanAblate, Scale, _ValueContext,  # noqa: F401
-                  get_op, random_span, register_op, target_positions)
+from ..probes.base import Capability, HookProvider
+from .ops import (OPS, Intervention, InterventionOp, InterventionsResult, Knockout, MeanAblate,  # noqa: F401
+                  Scale, _ValueContext, get_op, random_span, register_op, target_positions)
 
 
 @dataclass
@@ -46,16 +46,6 @@ class _Plan:
 
 
 _NO_END = 1 << 40
-
-
-@dataclass(frozen=True)
-class InterventionsResult(RowResult):
-    """The interventions one row ran, as `Intervention` values in the order they composed."""
-
-    interventions: tuple[Intervention, ...]
-
-    def legacy(self) -> dict:
-        return {"interventions": [iv.to_dict() for iv in self.interventions]}
 
 
 @dataclass

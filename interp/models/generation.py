@@ -15,7 +15,7 @@ from typing import Protocol, Sequence
 import torch
 
 from ..errors import InterpError
-from ..probes.base import Capability, HookProvider, RowResults, has
+from ..probes.base import PROBES, Capability, HookProvider, RowResults, has
 from ..probes.base import RowResult as _RowResult
 from ..prompts import Prompt
 from .hooked_attention import AttentionHooks, require_hooked
@@ -136,19 +136,16 @@ class Generation:
     def cas(self):
         """CAS as an `xarray.DataArray` with dims (step, layer, span, head), span names as coordinates
         (``g.cas.sel(span="constraints")``); needs ``capture=[interp.CAS()]``."""
-        from ..attention.cas import CASResult
-
-        if self.results.typed(CASResult) is None:
+        r = self.results.typed(PROBES["cas"].result) if "cas" in PROBES else None
+        if r is None:
             raise InterpError("this generation has no CAS: pass capture=[interp.CAS()] to interp.generate")
-        return self.results.typed(CASResult).to_xarray()  # type: ignore[union-attr]
+        return r.to_xarray()  # type: ignore[attr-defined]
 
     @property
     def interventions(self) -> list:
         """The interventions this row ran (as `interp.Intervention` values, in the order they composed)."""
-        from ..interventions.spec import InterventionsResult
-
-        r = self.results.typed(InterventionsResult)
-        return list(r.interventions) if r is not None else []  # type: ignore[union-attr]
+        r = self.results.typed(PROBES["intervention"].result) if "intervention" in PROBES else None
+        return list(r.interventions) if r is not None else []  # type: ignore[attr-defined]
 
 
 def cache_kwargs(hf, cache) -> dict:
