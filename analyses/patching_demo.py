@@ -18,7 +18,6 @@ from pathlib import Path
 import torch
 
 import interp
-import interp.interventions  # noqa: F401  (before interp.api: importing interp.api first is circular on apiv2 360a111)
 from interp.patching import PatchResult, patch_pair
 from interp.plots.patching import patching_table, plot_patching_heatmap
 from interp.prompts import Part, build_prompt

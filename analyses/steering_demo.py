@@ -21,7 +21,6 @@ import pandas as pd
 import torch
 
 import interp
-import interp.interventions  # noqa: F401  (before interp.api: importing interp.api first is circular on apiv2 360a111)
 from interp.plots.steering import plot_steering_curve, steering_table
 from interp.probes.steering import Steer, mean_difference, random_direction
 from interp.prompts import Part, build_prompt

@@ -33,7 +33,6 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import interp.interventions  # noqa: E402,F401  (first: importing interp.api first is circular on apiv2 360a111)
 from bench_cas_capture import no_eos, prompts_for  # noqa: E402
 from interp.api import generate  # noqa: E402
 from interp.models.generation import GenConfig, forward_teacher_forced  # noqa: E402
