@@ -212,12 +212,12 @@ def cmd_info(a) -> int:
 
 def cmd_patch(a) -> int:
     """Activation patching over a run's failed items (interp.patching.patch_run), resumable; heatmaps."""
+    from .experiments.config import SustainConfig
     from .models.loading import load_model
     from .patching import patch_run, single_answer
     from .plots.patching import patching_table, plot_patching_heatmap
-    from .rundir import RunDir
 
-    model = load_model(a.model or RunDir(a.run_dir).sustain_config().model)
+    model = load_model(a.model or SustainConfig.of_run(a.run_dir).model)
     layers = a.layers if a.layers else list(range(0, model.n_layers, max(1, model.n_layers // 8)))
     res = patch_run(model, a.run_dir, layers=layers, spans=a.spans, hook=a.hook, direction=a.direction,
                     max_answer_tokens=a.answer_tokens, max_items=a.max_items)
