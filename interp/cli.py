@@ -221,6 +221,26 @@ def cmd_view(a) -> int:
     return 0
 
 
+def cmd_patch(a) -> int:
+    """Activation patching over a run's failed items (interp.patching.patch_run), resumable; heatmaps."""
+    from .experiments.config import SustainConfig
+    from .models.loading import load_model
+    from .patching import patch_run, single_answer
+    from .plots.patching import patching_table, plot_patching_heatmap
+
+    model = load_model(a.model or SustainConfig.of_run(a.run_dir).model)
+    layers = a.layers if a.layers else list(range(0, model.n_layers, max(1, model.n_layers // 8)))
+    res = patch_run(model, a.run_dir, layers=layers, spans=a.spans, hook=a.hook, direction=a.direction,
+                    max_answer_tokens=a.answer_tokens, max_items=a.max_items)
+    for ans in ("correct", "failed"):
+        rs = [single_answer(r, ans) for r in res if ans in r.answers]
+        if rs:
+            mean, _, _, n = patching_table(rs, ans)
+            paths = plot_patching_heatmap(rs, Path(a.run_dir) / "figures" / f"patching_{ans}", answer=ans)
+            print(f"{ans}: n={n} items, largest |mean effect| {float(abs(mean).max()):.3f}; figure {paths[0]}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="interp", description=(
         "Instruction/task interference toolkit: SustainScore runs, Constraint Attention Scores (CAS) and causal "
@@ -292,6 +312,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --export: generations whose token CAS is embedded (default 300)")
     _add_plugin_args(s)
     s.set_defaults(fn=cmd_view)
+    s = sub.add_parser("patch", help="activation patching (unconstrained -> constrained) over a run's failed items")
+    s.add_argument("run_dir")
+    s.add_argument("--model", default=None, help="default: the run's model")
+    s.add_argument("--layers", type=int, nargs="*", default=None, help="default: 8 evenly spaced layers")
+    s.add_argument("--spans", nargs="+", default=["last_prompt", "answer"])
+    s.add_argument("--hook", default="hook_resid_pre")
+    s.add_argument("--direction", choices=["denoise", "noise"], default="denoise")
+    s.add_argument("--answer-tokens", type=int, default=16)
+    s.add_argument("--max-items", type=int, default=None)
+    _add_plugin_args(s)
+    s.set_defaults(fn=cmd_patch)
     return p
 
 

@@ -41,7 +41,11 @@ import torch.nn.functional as F
 from ..errors import InterpError
 
 HOOK_KINDS = ("hook_attn_mask", "hook_attn_scores", "hook_v", "hook_pattern")
-_NAME = re.compile(r"^blocks\.(\d+|\*)\.attn\.(" + "|".join(HOOK_KINDS) + r")$")
+# Residual-stream and attention-output hook points (module hooks installed by interp.models.hooked_resid).
+RESID_KINDS = ("hook_resid_pre", "hook_resid_mid", "hook_resid_post", "hook_attn_out", "hook_mlp_out")
+ATTN_OUT_KINDS = ("hook_z", "hook_result")
+_NAME = re.compile(r"^blocks\.(\d+|\*)\.(?:attn\.(" + "|".join(HOOK_KINDS + ATTN_OUT_KINDS) + r")|("
+                   + "|".join(RESID_KINDS) + r"))$")
 _EAGER_KINDS = ("hook_attn_scores", "hook_v", "hook_pattern")
 _ACTIVE: contextvars.ContextVar["AttentionHooks | None"] = contextvars.ContextVar("interp_hooks", default=None)
 ATTN_NAME = "interp"
@@ -103,7 +107,7 @@ class AttentionHooks:
         if not m:
             raise ValueError(f"unknown hook point {name!r}; expected blocks.<layer|*>.attn.<{'|'.join(HOOK_KINDS)}>")
         layer = "*" if m.group(1) == "*" else int(m.group(1))
-        self._fns[layer][m.group(2)].append(fn)
+        self._fns[layer][m.group(2) or m.group(3)].append(fn)
         return self
 
     def fns(self, layer: int, kind: str) -> list[HookFn]:
@@ -363,3 +367,6 @@ def install(model) -> None:
         ALL_MASK_ATTENTION_FUNCTIONS.register(ATTN_NAME, eager_mask)
         _installed = True
     model.set_attn_implementation(ATTN_NAME)
+    from .hooked_resid import install_resid
+
+    install_resid(model)
