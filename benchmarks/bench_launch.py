@@ -34,7 +34,7 @@ def reduced_study(out: Path, n_items: int) -> Path:
     cfg["runs"], cfg["out"] = str(out / "runs"), str(out / "fig")
     for t, over in cfg["tasks"].items():
         cfg["tasks"][t] = {**(over or {}), "n_items": n_items}
-    cfg["ablation"].update(max_items=3, sweep_items=1, sweep_top=2)
+    cfg["ablation"].update(max_items=2, sweep_items=1, sweep_top=2)
     p = out / "study.yaml"
     p.write_text(yaml.safe_dump(cfg))
     return p

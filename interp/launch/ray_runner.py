@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..errors import InterpError
+from ..rundir import RunDir
 from ..shards import Shard
 from .stages import ShardJob, ShardResult, last_log_line, run_shard
 from .study import DEPENDS, Pipeline, Stage, Study
@@ -163,6 +164,12 @@ def launch(config: str | Path | Study, shards: int | None = None, address: str |
         for i, p in enumerate(pipes):
             for s in p.stages:
                 if state[(i, s.kind)] == "waiting" and ready(i, s):
+                    if s.kind != "sustain" and not RunDir(p.run_dir).records("constrained"):
+                        state[(i, s.kind)] = "merged"  # SustainScore undefined (no baseline success): nothing to do
+                        report.skipped.append(f"{p.name} {s.kind} (no constrained records)")
+                        bar.total -= n
+                        bar.refresh()
+                        continue
                     state[(i, s.kind)] = "running"
                     for job in _jobs(p, s, n, imports):
                         ref = remote.remote(job, threads)
