@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -19,14 +18,11 @@ from pathlib import Path
 import pandas as pd
 
 from interp.errors import InterpError
-from interp.experiments.config import SustainConfig, load_config_file
+from interp.experiments.config import SustainConfig
+from interp.launch.study import Study, slug
 
 DEFAULT_CONFIG = "analyses/configs/default.yaml"
-
-
-def slug(s: str) -> str:
-    """A file-name-safe version of a label ("Qwen/Qwen2.5-7B" -> "Qwen_Qwen2.5-7B")."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", s).strip("_")
+__all__ = ["Context", "DEFAULT_CONFIG", "main", "script_command", "slug"]
 
 
 def script_command(script: str, config: str) -> str:
@@ -34,55 +30,21 @@ def script_command(script: str, config: str) -> str:
 
 
 @dataclass
-class Context:
-    """One analysis session: the config, where outputs go, loaded models and everything written so far."""
+class Context(Study):
+    """One analysis session: the study config (`interp.launch.Study`: models, tasks, sections, run directories),
+    where outputs go, loaded models and everything written so far."""
 
-    cfg: dict
-    config_path: str
     script: str = ""
     entries: dict[str, dict] = field(default_factory=dict)
     run_dirs: dict[str, dict] = field(default_factory=dict)
     _models: dict = field(default_factory=dict)
     _done: dict = field(default_factory=dict)
 
-    @classmethod
-    def load(cls, config_path: str | Path) -> "Context":
-        cfg = load_config_file(config_path)
-        missing = {"models", "tasks"} - set(cfg)
-        if missing:
-            raise InterpError(f"analysis config {config_path} lacks {sorted(missing)}")
-        return cls(cfg, str(config_path))
-
     @property
     def out(self) -> Path:
         return Path(self.cfg.get("out", "figures"))
 
-    @property
-    def runs_root(self) -> Path:
-        return Path(self.cfg.get("runs", "runs/analyses"))
-
-    def section(self, name: str) -> dict:
-        return dict(self.cfg.get(name) or {})
-
     # ---- models and runs -----------------------------------------------------------------------
-    def models(self, section: str | None = None) -> list[dict]:
-        """Model entries ({label, model, ...SustainConfig overrides}) of the config or of one section."""
-        return list((self.section(section).get("models") if section else None) or self.cfg["models"])
-
-    def tasks(self, section: str | None = None) -> list[str]:
-        names = (self.section(section).get("tasks") if section else None) or list(self.cfg["tasks"])
-        return list(names)
-
-    @staticmethod
-    def label(entry: dict) -> str:
-        return entry.get("label") or entry["model"]
-
-    def sustain_config(self, entry: dict, task: str) -> SustainConfig:
-        over = (self.cfg["tasks"].get(task) if isinstance(self.cfg["tasks"], dict) else None) or {}
-        d = {**self.section("sustain"), **over, **{k: v for k, v in entry.items() if k != "label"},
-             "task": task, "label": self.label(entry)}
-        return SustainConfig.from_dict(d)
-
     def model(self, scfg: SustainConfig):
         """The loaded model of a run's config, loaded once per (model, dtype, device)."""
         key = (scfg.model, scfg.dtype, scfg.device)
@@ -97,7 +59,7 @@ class Context:
         from interp.experiments.sustain import SustainRun
 
         scfg = self.sustain_config(entry, task)
-        d = self.runs_root / slug(scfg.model_label) / f"{task}-{scfg.hash()}"
+        d = self.run_dir(scfg)
         if d not in self._done:
             self.log(f"{scfg.model_label} on {task}: {d}")
             try:

@@ -2,7 +2,7 @@
 
     python -m analyses.study_hypotheses --config analyses/configs/study_135m.yaml
 
-Reads (never re-runs) the finished run directories of the config (`analyses.study_shards`, then
+Reads (never re-runs) the finished run directories of the config (`interp launch`, then
 `analyses.run_all` for the CAS reference and the ablations), pools the three task families and writes, under
 ``<out>/tables/``: ``hypotheses.csv`` (every planned comparison: effect, CI, n, p, test, verdict; hard
 constraints, soft ones as separate rows), ``robustness.csv`` (H2 and H6 under every CAS normalisation and
@@ -367,7 +367,7 @@ def run(ctx: Context) -> None:
     """Every pre-registered hypothesis with its verdict, the robustness table and the causal-head comparison."""
     data = load(ctx)
     if not data["constrained"]:
-        ctx.log("no constrained records: run analyses.study_shards first")
+        ctx.log("no constrained records: run `interp launch` on the config first")
         return
     rows = h1(data["constrained"], "hard") + h1(data["constrained"], "soft")
     cd = cas_data(ctx, data)

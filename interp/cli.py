@@ -165,6 +165,8 @@ def cmd_cas(a) -> int:
 
     if a.normalisation not in NORMALISATIONS:
         raise InterpError(f"--normalisation must be one of {', '.join(NORMALISATIONS)}, got {a.normalisation!r}")
+    if a.shard:
+        return _cas_shard(a)
     sets = _settings(a, cas_report)
     res = cas_report(a.run_dir, **({"span": a.span, "normalisation": a.normalisation, "teacher_forced": a.teacher_forced}
                            | sets))
@@ -179,7 +181,10 @@ def cmd_ablate(a) -> int:
     flags = {k: getattr(a, k) for k in ("alpha_damp", "alpha_boost", "top_k", "n_random_heads", "max_items", "seed",
                                          "rescue_ops", "sweep_items", "sweep_top", "sweep_batch_size", "batch_size")}
     cfg = AblationConfig(**({k: v for k, v in flags.items() if v is not None} | _settings(a, AblationConfig)))
+    if a.shard:
+        return _ablate_shard(a, cfg)
     res = run_ablation(a.run_dir, cfg)
+    assert res is not None  # an unsharded ablation writes its report
     print(f"ablation report: {res['report']}")
     return 0
 
@@ -277,6 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--normalisation", default="raw", help="raw | no_sink | density | prompt_share | control_ratio (with --set control=<span>)")
     s.add_argument("--teacher-forced", action="store_true", help="recompute CAS from stored outputs first")
     _add_plugin_args(s, "cas")
+    _add_shard_args(s, "teacher-forced CAS", "computes the files only; `interp merge` them into the run")
     s.set_defaults(fn=cmd_cas)
     s = sub.add_parser("ablate", help="causal ablations of constraint attention over a run (rescue/induce/sweep)")
     s.add_argument("run_dir")
@@ -293,11 +299,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch-size", type=int, help="generation batch size (default: the run's)")
     _add_plugin_args(s, "ablate")
     s.set_defaults(fn=cmd_ablate)
+    _add_shard_args(s, "ablation", "--stage sweep|arms: every shard's sweep, merged, then every shard's arms")
+    s.add_argument("--stage", choices=("sweep", "arms"), help="with --shard: which half of the ablation")
     s = sub.add_parser("merge", help="merge sharded run directories into one (refuses different configs)")
     s.add_argument("shards", nargs="+")
     s.add_argument("--out", required=True)
     _add_plugin_args(s)
     s.set_defaults(fn=cmd_merge)
+    _add_launch_parser(sub)
     s = sub.add_parser("compare", help="run several models (e.g. base/SFT/RL) on the same items and compare")
     s.add_argument("config", help="YAML/JSON with `models: [{label, model}]` and SustainConfig fields")
     s.add_argument("--out", required=True)
@@ -324,6 +333,71 @@ def build_parser() -> argparse.ArgumentParser:
     _add_plugin_args(s)
     s.set_defaults(fn=cmd_patch)
     return p
+
+
+# ---- sharded stages and the Ray launcher (interp.shards, interp.launch) ----------------------------------------
+def _add_shard_args(p: argparse.ArgumentParser, what: str, how: str) -> None:
+    p.add_argument("--shard", help=f"run the {what} of shard i/n of the items only, written as i/n; {how}")
+    p.add_argument("--out", help="with --shard: the shard's own folder (default <run_dir>.shards/<stage>-<i>of<n>)")
+
+
+def _shard_out(a, stage: str, shard) -> Path:
+    return Path(a.out or f"{a.run_dir.rstrip('/')}.shards/{stage}-{shard.name}")
+
+
+def _cas_shard(a) -> int:
+    from .attention.analysis import cas_report, teacher_forced_shard
+    from .shards import Shard
+
+    shard = Shard.parse(a.shard)
+    out = _shard_out(a, "cas_tf", shard)
+    n = teacher_forced_shard(a.run_dir, out, shard, teacher_forced=a.teacher_forced,
+                             reference=bool(_settings(a, cas_report).get("reference", True)))
+    print(f"{n} teacher-forced CAS files written to {out} (merge the shards into {a.run_dir} with `interp merge`)")
+    return 0
+
+
+def _ablate_shard(a, cfg) -> int:
+    from .interventions.experiments import run_ablation
+    from .shards import Shard
+
+    if not a.stage:
+        raise InterpError("a sharded ablation needs --stage sweep (every shard, then `interp merge` them into the "
+                          "run) and then --stage arms (every shard, merged the same way)")
+    shard = Shard.parse(a.shard)
+    out = _shard_out(a, "ablation_sweep" if a.stage == "sweep" else "ablation", shard)
+    run_ablation(a.run_dir, cfg, shard=shard, out=out, only=a.stage)
+    print(f"ablation {a.stage} shard {shard} written to {out} (merge the shards into {a.run_dir} with `interp merge`)")
+    return 0
+
+
+def cmd_launch(a) -> int:
+    from .launch import launch
+
+    rep = launch(a.config, shards=a.shards, address=a.address, num_cpus=a.num_cpus, cpus_per_shard=a.cpus_per_shard,
+                 gpus_per_shard=a.gpus_per_shard, max_retries=a.max_retries, stages=a.stages, imports=a.imports)
+    o = rep.overhead()
+    print(f"launched {len(rep.ran)} shards ({rep.shards} per stage) in {rep.wall_s:.0f} s; "
+          f"{len(rep.skipped)} stages already merged; launcher overhead per shard: dispatch {o['dispatch_s']:.2f} s, "
+          f"return {o['return_s']:.2f} s; now `python -m analyses.run_all --config {a.config}` reuses the runs")
+    return 0
+
+
+def _add_launch_parser(sub) -> None:
+    from .shards import SHARD_STAGES
+
+    s = sub.add_parser("launch", help="run every model stage of a study config, sharded, on Ray (local by default)")
+    s.add_argument("config", help="study YAML (models, tasks, sustain / cas / ablation sections), as analyses/ reads")
+    s.add_argument("--shards", type=int, help="shards per stage (default: as many as run at once)")
+    s.add_argument("--address", help="Ray cluster to join (ray://host:10001, auto; default $RAY_ADDRESS, else a "
+                                      "local Ray started here)")
+    s.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all cores)")
+    s.add_argument("--cpus-per-shard", type=float, default=1, help="CPUs (and torch threads) per shard (default 1)")
+    s.add_argument("--gpus-per-shard", type=float, help="GPUs per shard (default 1 when the cluster has GPUs, else 0)")
+    s.add_argument("--max-retries", type=int, default=3, help="retries of a shard whose worker dies (default 3)")
+    s.add_argument("--stages", nargs="+", choices=SHARD_STAGES, help="only these stages (default: all the config asks)")
+    _add_plugin_args(s)
+    s.set_defaults(fn=cmd_launch)
 
 
 def markdown_reference() -> str:

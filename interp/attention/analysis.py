@@ -77,6 +77,42 @@ def teacher_forced_cached(run_dir: str | Path, model, jobs: Sequence[tuple[str, 
     return done
 
 
+def teacher_forced_jobs(recs: Sequence[dict], base: dict[str, dict], kind: str) -> list[tuple[str, dict, list]]:
+    """`teacher_forced_cached` jobs of constrained records: "tf" (their own outputs) or "ref" (the successful
+    baseline output of their item, under the constrained prompt)."""
+    if kind == "tf":
+        return [(f"tf_{r['key']}", r, r["output_ids"]) for r in recs]
+    return [(f"ref_{r['key']}", r, base[r["baseline_key"]]["output_ids"]) for r in recs if r.get("baseline_key") in base]
+
+
+def teacher_forced_shard(run_dir: str | Path, out: str | Path, shard, teacher_forced: bool = False,
+                         reference: bool = True, model=None) -> int:
+    """The teacher-forced CAS files of one shard's items of a run (`interp.shards`), written under
+    ``<out>/cas_tf/`` for `interp merge` to copy back into the run, where `cas_report` then reuses them.
+    Files the run already has are not recomputed; returns how many were computed."""
+    from .. import shards
+
+    rd, dst = RunDir(run_dir), RunDir(out)
+    shard = shards.Shard.of(shard)
+    recs = shard.select([r for r in rd.records("constrained") if r.get("condition_kind") in ("single", "set")
+                         and r.get("cas_file")], lambda r: r["item_id"])
+    base = {r["key"]: r for r in rd.records("baseline")}
+    jobs = (teacher_forced_jobs(recs, base, "tf") if teacher_forced else []) + (
+        teacher_forced_jobs(recs, base, "ref") if reference else [])
+    jobs = [j for j in jobs if not (rd.path / TF_DIR / "cas" / f"{j[0]}.npz").exists()]
+    with rd.lock("interp cas (reading)", shared=True), dst.lock("interp cas"):
+        if not dst.config_path.exists():
+            dst.write_config(rd.read_config())
+        shards.begin(dst.path, "cas_tf", shard, rd.read_config()["config_hash"],
+                     shards.settings_hash({"teacher_forced": teacher_forced, "reference": reference}),
+                     source=str(rd.path.resolve()))
+        todo = [j for j in jobs if not (dst.path / TF_DIR / "cas" / f"{j[0]}.npz").exists()]
+        if todo:
+            teacher_forced_cached(dst.path, model if model is not None else _load_model(rd.path), todo)
+        shards.finish(dst.path)
+    return len(todo)
+
+
 def _span_array(root: Path, rel: str, span: str, how: str, control: str | None) -> np.ndarray | None:
     """[steps, layers, heads] CAS of `span` from one stored file (None if the span is absent or empty output)."""
     cas, spans, span_len = read_cas(root, rel)
@@ -257,7 +293,7 @@ def _gather(d: Path, span: str, how: str, control: str | None, teacher_forced: b
     recs = [r for r in recs if r["key"] in live]
     tf_check = None
     if teacher_forced and recs:
-        files = teacher_forced_cached(d, model, [(f"tf_{r['key']}", r, r["output_ids"]) for r in recs])
+        files = teacher_forced_cached(d, model, teacher_forced_jobs(recs, base, "tf"))
         tf_check = max(float(np.abs(arr(d / TF_DIR, files[f"tf_{r['key']}"], "raw", None)
                                     - arr(d, r["cas_file"], "raw", None)).max()) for r in recs)
         notes.append(f"teacher-forced CAS used; max |teacher-forced - live| raw CAS = {tf_check:.2e} "
@@ -265,8 +301,7 @@ def _gather(d: Path, span: str, how: str, control: str | None, teacher_forced: b
         live = {r["key"]: arr(d / TF_DIR, files[f"tf_{r['key']}"]) for r in recs}
     ref: dict[str, np.ndarray] = {}
     if reference and recs:
-        files = teacher_forced_cached(d, model, [(f"ref_{r['key']}", r, base[r["baseline_key"]]["output_ids"])
-                                                 for r in recs if r.get("baseline_key") in base])
+        files = teacher_forced_cached(d, model, teacher_forced_jobs(recs, base, "ref"))
         ref = {r["key"]: a for r in recs if f"ref_{r['key']}" in files
                and (a := arr(d / TF_DIR, files[f"ref_{r['key']}"])) is not None}
     return _CASData(recs, live, ref, notes, model, tf_check)

@@ -1,4 +1,4 @@
-"""Merge sharded run directories (`interp sustain --shard i/n`) into one run, refusing mismatched configs."""
+"""Merge sharded run directories (any stage's `--shard i/n`) into one run, refusing mismatched or partial sets."""
 from __future__ import annotations
 
 import shutil
@@ -8,6 +8,10 @@ from typing import Sequence
 
 from ..errors import InterpError
 from ..rundir import STAGES, RunDir
+from ..shards import check_owned, check_shards
+
+# Stores a shard may hold besides the SustainScore stages: the ablation stages' records.
+EXTRA_STORES = ("ablations", "ablation_sweep")
 
 
 def merge_runs(shards: Sequence[str | Path], out: str | Path, report: bool = True) -> Path:
@@ -15,6 +19,9 @@ def merge_runs(shards: Sequence[str | Path], out: str | Path, report: bool = Tru
 
     Shards are only read (a shard still being written is refused); `out` is locked for the merge. Shards must
     share one config hash and run-directory format; the same key with different content in two shards is an error.
+    Shard directories (with ``shard.json``) must also be one complete, finished set of one stage and settings, and
+    every record must be of an item its shard owns (`interp.shards.check_shards`); `out` may be the run the
+    shards were computed from (cas_tf / ablation shards merge back into it).
     """
     dirs = [RunDir(s) for s in shards]
     dst = RunDir(out)
@@ -22,6 +29,7 @@ def merge_runs(shards: Sequence[str | Path], out: str | Path, report: bool = Tru
         for d in dirs:
             stack.enter_context(d.lock("interp merge", shared=True))
         stack.enter_context(dst.lock("interp merge"))
+        marks = check_shards([d.path for d in dirs])
         cfgs = [d.read_config() for d in dirs]
         keys = {(c["config_hash"], c["format"]) for c in cfgs}
         if len(keys) != 1:
@@ -32,10 +40,13 @@ def merge_runs(shards: Sequence[str | Path], out: str | Path, report: bool = Tru
             if (old["config_hash"], old["format"]) != (config_hash, fmt):
                 raise InterpError(f"{dst.path} already holds a run with a different config")
         dst.write_config(cfgs[0])
-        for stage in STAGES:
+        for stage in (*STAGES, *(s for s in EXTRA_STORES if any(d.has(s) for d in dirs))):
             merged: dict[str, dict] = {}
-            for d in dirs:
-                for r in d.records(stage):
+            for i, d in enumerate(dirs):
+                recs = d.records(stage)
+                if marks:
+                    check_owned(recs, marks[i], f"{d.path}/{stage}.jsonl")
+                for r in recs:
                     if r["key"] in merged and merged[r["key"]] != r:
                         raise InterpError(f"record {r['key']} differs between shards ({stage}); shards overlap "
                                           "inconsistently")
@@ -46,10 +57,11 @@ def merge_runs(shards: Sequence[str | Path], out: str | Path, report: bool = Tru
         for d in dirs:
             for src, sub in zip(d.cas_dirs, dst.cas_dirs):
                 if src.is_dir():
-                    sub.mkdir(exist_ok=True)
-                    for f in src.glob("*.npz"):
-                        if not (sub / f.name).exists():
-                            shutil.copy2(f, sub / f.name)
+                    for f in src.rglob("*.npz"):  # cas/<key>.npz; cas_tf/cas/<name>.npz
+                        to = sub / f.relative_to(src)
+                        if ".tmp" not in f.name and not to.exists():  # not a killed writer's temporary file
+                            to.parent.mkdir(parents=True, exist_ok=True)
+                            shutil.copy2(f, to)
         if report:
             from .report import write_report
 

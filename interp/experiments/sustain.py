@@ -23,7 +23,9 @@ from ..models.generation import GenConfig
 from ..models.thinking import (PHASE_SCOPES, Segments, ThinkingBudget, answer_text, segment_generation,
                                template_kwargs, thinking_spec)
 from ..prompts import Part, Prompt, build_prompt
+from .. import shards
 from ..rundir import STAGES, RunDir
+from ..shards import Shard
 from ..store import ResultStore, record_key
 from ..registry import ref_of
 from ..tasks import Item, Task, get_task, task_ref
@@ -76,7 +78,7 @@ class SustainRun:
 
     def __init__(self, cfg: SustainConfig, run_dir: str | Path, model=None, task: Task | None = None,
                  extractor=None, progress: bool = True, log: Callable[[str], None] = print,
-                 shard: tuple[int, int] | None = None, backend_client=None):
+                 shard: Shard | tuple[int, int] | None = None, backend_client=None):
         """`backend_client`: an object with OpenAIChatBackend's `generate` (e.g. backends.scripted.ScriptedGenerator)
         used for a non-local `cfg.backend` instead of connecting to it."""
         cfg.validate()
@@ -97,13 +99,15 @@ class SustainRun:
             except (TypeError, ValueError) as e:
                 raise InterpError(f"task {cfg.task!r} refuses task_kwargs {cfg.task_kwargs!r}: {e}") from None
         self.task = task
+        self.shard = Shard.of(shard)
         with self.rundir.lock("interp sustain"):
             self.rundir.claim(cfg, task_ref=ref_of(task) if given else task_ref(cfg.task))
+            if self.shard:
+                shards.begin(self.dir, "sustain", self.shard, cfg.hash())
         self.model = model
         self._extractor = extractor
         self.progress = progress
         self.log = log
-        self.shard = shard
         self._http = backend_client
 
     def _check_thinking(self) -> None:
@@ -222,10 +226,7 @@ class SustainRun:
             raise InterpError(f"task {self.cfg.task!r} has only {len(items)} items from offset {self.cfg.offset}, "
                               f"n_items={self.cfg.n_items} asked; lower n_items (None = all) or, for a generated "
                               "task, ask for more items through task_kwargs (e.g. {'n': 120})")
-        if self.shard:
-            i, n = self.shard
-            items = [it for it in items if _seed_of("shard", it.id) % n == i]
-        return items
+        return shards.select(items, self.shard, lambda it: it.id)
 
     def gen_config(self, seed: int) -> GenConfig:
         return GenConfig(max_new_tokens=self.cfg.max_new_tokens or self.task.max_new_tokens,
@@ -426,12 +427,15 @@ class SustainRun:
         self.log(f"baseline: {n_succ}/{len({r['item_id'] for r in base})} items solved")
         if n_succ == 0 and self.shard:
             self.log("no baseline successes in this shard; nothing more to run")
+            shards.finish(self.dir)
             return None
         if n_succ == 0:
             raise InterpError(f"no baseline successes for {self.cfg.task} with {self.cfg.model} on "
                               f"{len(base)} runs: SustainScore is undefined; use more items or an easier task")
         self.run_constraints()
         self.run_constrained()
+        if self.shard:
+            shards.finish(self.dir)
         if not report:
             return None
         return write_report(self.dir)

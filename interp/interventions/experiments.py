@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 import random
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
@@ -42,7 +43,9 @@ from ..models.generation import GenConfig
 from ..models.thinking import ThinkingBudget, segment_generation, thinking_spec
 from ..prompts import Prompt
 from ..stats import paired_bootstrap_diff, proportion
+from .. import shards
 from ..rundir import RunDir
+from ..shards import Shard
 from ..store import ResultStore, record_key
 from .attribution import attribution_scores, spearman
 from .spec import Intervention, random_span
@@ -162,10 +165,24 @@ def _masked_mean(grid, cells) -> float:
 class AblationRun:
     """run_ablation's machinery bound to one run directory (see the module docstring for the stages)."""
 
-    def __init__(self, run_dir, cfg: AblationConfig, model=None, log=print):
+    def __init__(self, run_dir, cfg: AblationConfig, model=None, log=print,
+                 shard: Shard | tuple[int, int] | str | None = None, out=None, only: str | None = None):
+        """`shard` (with `out`, the shard's own folder; `only` "sweep" or "arms") runs the shard's items only:
+        first every shard's sweep, merged back into `run_dir`, then every shard's arms (they use the top sweep
+        heads of all items); see `interp.shards`."""
         from ..tasks import get_task
 
         self.rundir = RunDir(run_dir)
+        self.shard = Shard.of(shard)
+        self.only = only
+        self.out = self.rundir if out is None else RunDir(out)
+        if only not in (None, "sweep", "arms"):
+            raise InterpError(f"only must be None, 'sweep' or 'arms', got {only!r}")
+        if self.shard and (out is None or only is None):
+            raise InterpError("a sharded ablation writes into its own folder (out=...) in two steps: only='sweep' "
+                              "on every shard, merge them into the run, then only='arms' on every shard, merge")
+        if out is not None and self.out.path.resolve() == self.rundir.path.resolve():
+            self.out = self.rundir
         self.dir = self.rundir.path
         if not self.rundir.config_path.exists() or not self.rundir.has("constrained"):
             raise InterpError(f"{self.dir} is not a finished SustainScore run (needs config.json and constrained.jsonl)")
@@ -194,11 +211,11 @@ class AblationRun:
     @property
     def store(self) -> ResultStore:
         """ablations.jsonl, writable while the run directory's lock is held."""
-        return self.rundir.store("ablations")
+        return self.out.store("ablations")
 
     @property
     def sweep_store(self) -> ResultStore:
-        return self.rundir.store("ablation_sweep")
+        return self.out.store("ablation_sweep")
 
     @property
     def model(self):
@@ -298,10 +315,16 @@ class AblationRun:
         """Teacher-forced head/layer knockout sweep + attribution on up to `sweep_items` failures."""
         L, H = self.shape
         todo = [r for r in self.failed if r.get("baseline_key") in self.baseline][: self.cfg.sweep_items]
+        merged = {s["key"]: s for s in self.rundir.records("ablation_sweep")} if self.out is not self.rundir else {}
         for r in todo:
             base = self.baseline[r["baseline_key"]]
             key = record_key(base=r["key"], baseline=base["key"], sweep="knockout", target="constraints")
-            if key in self.sweep_store or not base["output_ids"]:
+            if key in self.sweep_store or key in merged or not base["output_ids"]:
+                continue
+            if self.shard and self.only == "arms":
+                raise InterpError(f"the sweep of {r['item_id']} is not in {self.dir} yet: run every ablation_sweep "
+                                  "shard and merge them into the run first (the arms use the top sweep heads of all)")
+            if self.shard and not self.shard.owns(r["item_id"]):
                 continue
             prompt = record_prompt(r)
             df = sweep_heads(self.model, prompt, base["output_ids"], batch_size=self.cfg.sweep_batch_size)
@@ -315,24 +338,43 @@ class AblationRun:
                 "logp_none": float(df.loc[df.kind == "none", "logp"].iloc[0]),
                 "head_effect": np.round(heads, 6).tolist(), "layer_effect": np.round(layers, 6).tolist(),
                 "attribution": np.round(est, 6).tolist(), "rho": rho, "p": p})
-        keys = {r["key"] for r in todo}
-        return [s for s in self.sweep_store.records() if s["base_key"] in keys]
+        order = {r["key"]: i for i, r in enumerate(todo)}
+        found = merged | {s["key"]: s for s in self.sweep_store.records()}
+        return sorted((s for s in found.values() if s["base_key"] in order), key=lambda s: order[s["base_key"]])
 
-    def run(self) -> dict:
-        """Every stage, holding the run directory's lock (a second writer on it is refused)."""
-        with self.rundir.lock("interp ablate"):
+    def run(self) -> dict | None:
+        """Every stage, holding the (shard's) directory's lock (a second writer on it is refused); a shard
+        returns None (the report is written from the merged run)."""
+        with ExitStack() as stack:
+            if self.out is not self.rundir:  # the run is read, never written: no merge into it meanwhile
+                stack.enter_context(self.rundir.lock("interp ablate (reading)", shared=True))
+            stack.enter_context(self.out.lock("interp ablate"))
+            if self.shard:
+                if not self.out.config_path.exists():
+                    self.out.write_config(self.rundir.read_config())
+                shards.begin(self.out.path, "ablation_sweep" if self.only == "sweep" else "ablation", self.shard,
+                             self.rundir.read_config()["config_hash"], shards.settings_hash(asdict(self.cfg)),
+                             source=str(self.dir.resolve()))
             return self._run()
 
-    def _run(self) -> dict:
-        top, rand = self.head_sets()
-        self.log(f"ablation: {len(self.failed)} constrained failures, {len(self.success)} successes")
-        jobs = [(r, a) for r in self.failed for a in make_arms("rescue", self.cfg, top, rand)]
-        jobs += [(r, a) for r in self.success for a in make_arms("induce", self.cfg, top, rand)]
-        self.generate(jobs)
+    def _run(self) -> dict | None:
+        top, rand = self.head_sets()  # from every picked item, so that every shard acts on the same heads
+        failed, success = (shards.select(rs, self.shard, lambda r: r["item_id"]) for rs in (self.failed, self.success))
+        self.log(f"ablation: {len(failed)} constrained failures, {len(success)} successes")
+        if self.only != "sweep":
+            jobs = [(r, a) for r in failed for a in make_arms("rescue", self.cfg, top, rand)]
+            jobs += [(r, a) for r in success for a in make_arms("induce", self.cfg, top, rand)]
+            self.generate(jobs)
         sweeps = self.sweep()
+        if self.only == "sweep":
+            shards.finish(self.out.path)
+            return None
         top_heads = top_sweep_heads(sweeps, self.cfg.sweep_top)
-        self.generate([(r, a) for r in self.failed for a in head_arms("rescue", top_heads)]
-                      + [(r, a) for r in self.success for a in head_arms("induce", top_heads)])
+        self.generate([(r, a) for r in failed for a in head_arms("rescue", top_heads)]
+                      + [(r, a) for r in success for a in head_arms("induce", top_heads)])
+        if self.shard:
+            shards.finish(self.out.path)
+            return None
         if not self.failed:
             self.notes.append("no constrained failures: nothing to rescue, no sweep")
         if not self.success:
@@ -492,6 +534,7 @@ def _jsonable(o):
     return str(o)
 
 
-def run_ablation(run_dir, cfg: AblationConfig | None = None, model=None, log=print) -> dict:
-    """Run (or resume) every ablation stage over a SustainScore run directory; returns the report dict."""
-    return AblationRun(run_dir, cfg or AblationConfig(), model, log).run()
+def run_ablation(run_dir, cfg: AblationConfig | None = None, model=None, log=print, **shard) -> dict | None:
+    """Run (or resume) every ablation stage over a SustainScore run directory; returns the report dict (None for
+    a shard: `shard`, `out`, `only` as in AblationRun)."""
+    return AblationRun(run_dir, cfg or AblationConfig(), model, log, **shard).run()
