@@ -21,7 +21,7 @@ sits beside CAS, per instruction id.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -54,7 +54,7 @@ def instruction_cas(cas: np.ndarray, spans: Sequence[str], parts: Sequence[str],
     return out
 
 
-def cas_frame(run_dirs: dict[str, str | Path]) -> pd.DataFrame:
+def cas_frame(run_dirs: Mapping[str, str | Path]) -> pd.DataFrame:
     """One row per (condition, item, instruction, phase): CAS under both normalisations and the IFEval verdict.
 
     `run_dirs`: condition name -> run directory of an `ifeval` run (CAS captured). Items are those present in
