@@ -41,6 +41,10 @@ def write_report(runs: Path, out: Path, run_dirs: dict[str, Path], mapping_n: in
     summary: list[str] = ["# Benchmarks on the embedded model (SmolLM2-135M-Instruct, greedy)", ""]
     manifest: dict = {"command": COMMAND, "script": SCRIPT,
                       "runs": {k: _run_info(d) for k, d in present.items()}, "files": {}}
+    ran = pd.DataFrame([{"run": k, **{c: v for c, v in info.items() if c != "config_hash"}}
+                        for k, info in manifest["runs"].items()])
+    summary += ["## What ran", "", "Greedy decoding; `n_records` of the run's `n_items` generated so far (runs resume "
+                "where they stopped); `finish_length`: outputs cut at `max_new_tokens`.", "", _md(ran), ""]
 
     def table(df: pd.DataFrame, name: str, heading: str) -> None:
         df.to_csv(out / "tables" / f"{name}.csv", index=False)

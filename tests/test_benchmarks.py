@@ -250,10 +250,15 @@ def _scripted_ifeval(tmp_path, ids):
     from interp.evals import EvalSpec, eval_config, ifeval_table, score_records
     from interp.experiments.sustain import SustainRun
 
-    # follows every instruction of the comma-only prompt 1001; answers the others with a comma
+    # 1001 (no commas): follows it; 1162 (no commas): a comma only in the first line, so loose passes and strict
+    # fails; every other prompt: a one-line answer with a comma
     def script(conv):
         prompt = conv[-1]["content"]
-        return "Hello there my lord" if "not allowed to use any commas" in prompt else "Well, no."
+        if "not allowed to use any commas" in prompt:
+            return "Hello there my lord"
+        if "riddle for kids about auspices" in prompt:
+            return "Sure, here it is:\nWhat flies high and sees all"
+        return "Well, no."
 
     spec = EvalSpec("t", "ifeval", {"ids": ids}, tmp_path / "ife", 32)
     cfg = eval_config(spec)
@@ -264,14 +269,14 @@ def _scripted_ifeval(tmp_path, ids):
 
 @pytest.mark.skipif(not (DATA / "ifeval").is_dir(), reason="IFEval data not found")
 def test_scripted_ifeval_run_gives_known_accuracies(tmp_path):
-    # 1001: no_comma (followed); 1005: placeholders (not); 1000: no_comma + highlights + 300 words (none followed)
-    tab = _scripted_ifeval(tmp_path, ["ifeval-1000", "ifeval-1001", "ifeval-1005"])
-    assert tab.loc["prompt-level strict", "value"] == pytest.approx(1 / 3)
-    assert tab.loc["prompt-level strict", "n"] == 3
-    assert tab.loc["instruction-level strict", "value"] == pytest.approx(1 / 5)
-    assert tab.loc["instruction-level strict", "n"] == 5
-    lo, hi = tab.loc["prompt-level strict", ["ci_low", "ci_high"]]
-    assert lo < 1 / 3 < hi
+    # 1000: no_comma + highlights + 300 words (none followed); 1005: placeholders (not followed)
+    tab = _scripted_ifeval(tmp_path, ["ifeval-1000", "ifeval-1001", "ifeval-1005", "ifeval-1162"])
+    expect = {"prompt-level strict": (1 / 4, 4), "prompt-level loose": (2 / 4, 4),
+              "instruction-level strict": (1 / 6, 6), "instruction-level loose": (2 / 6, 6)}
+    for metric, (value, n) in expect.items():
+        assert tab.loc[metric, "value"] == pytest.approx(value), metric
+        assert tab.loc[metric, "n"] == n, metric
+        assert tab.loc[metric, "ci_low"] <= value <= tab.loc[metric, "ci_high"], metric
 
 
 @pytest.mark.skipif(not (DATA / "mathif").is_dir(), reason="MathIF data not found")
