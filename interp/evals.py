@@ -8,13 +8,12 @@ is never re-generated to re-score it. Metrics:
 * MathIF: hard accuracy (all constraints of an item followed), soft accuracy (share of its constraints followed),
   correctness with constraints and, from the run without them, correctness without constraints.
 
-Every rate comes with its n and a 95% Wilson interval (instruction-level rates: a bootstrap over prompts, since
-an item's instructions are not independent).
+Every rate comes with its n and a 95% Wilson interval (interp.stats); instruction-level rates get a bootstrap
+over prompts, since an item's instructions are not independent; SAcc a BCa bootstrap over problems.
 """
 from __future__ import annotations
 
 import hashlib
-import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ import pandas as pd
 
 from .errors import InterpError
 from .models.thinking import answer_text
+from .stats.proportions import bootstrap_ci, wilson_ci
 from .tasks import Item, Task, get_task
 
 
@@ -65,7 +65,7 @@ class EvalSpec:
     out: Path
     max_new_tokens: int
     capture_cas: bool = False
-    batch_size: int = 16
+    batch_size: int = 32  # not in the record keys: changing it resumes the same run
 
 
 def eval_config(spec: EvalSpec):
@@ -144,17 +144,6 @@ def score_records(run_dir: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of k successes in n trials."""
-    if n == 0:
-        return (math.nan, math.nan)
-    p = k / n
-    d = 1 + z * z / n
-    c = p + z * z / (2 * n)
-    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return ((c - h) / d, (c + h) / d)
-
-
 def cluster_boot(values: np.ndarray, groups: np.ndarray, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
     """95% percentile interval of the mean of `values`, resampling whole `groups` (prompts)."""
     uniq, inv = np.unique(groups, return_inverse=True)
@@ -168,8 +157,8 @@ def cluster_boot(values: np.ndarray, groups: np.ndarray, n_boot: int = 2000, see
 
 
 def _rate(name: str, k: int, n: int, unit: str) -> dict:
-    lo, hi = wilson(k, n)
-    return {"metric": name, "value": k / n if n else math.nan, "ci_low": lo, "ci_high": hi, "n": n, "unit": unit}
+    lo, hi = wilson_ci(k, n)
+    return {"metric": name, "value": k / n if n else float("nan"), "ci_low": lo, "ci_high": hi, "n": n, "unit": unit}
 
 
 def _irate(name: str, df: pd.DataFrame, col: str) -> dict:
@@ -195,7 +184,7 @@ def mathif_table(df: pd.DataFrame, df_nc: pd.DataFrame | None = None) -> pd.Data
     per = df.groupby("item_id").agg(hard=("strict", "all"), soft=("strict", "mean"), correct=("correct", "first"))
     n = len(per)
     rows = [_rate("hard accuracy (HAcc)", int(per["hard"].sum()), n, "problems")]
-    lo, hi = cluster_boot(per["soft"].to_numpy(), per.index.to_numpy())
+    _, lo, hi = bootstrap_ci(per["soft"].to_numpy())
     rows.append({"metric": "soft accuracy (SAcc)", "value": float(per["soft"].mean()), "ci_low": lo, "ci_high": hi,
                  "n": n, "unit": "problems"})
     rows.append(_rate("correctness with constraints", int(per["correct"].sum()), n, "problems"))
@@ -215,7 +204,7 @@ def by_instruction(df: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for iid, g in df.groupby("instruction_id"):
         k, n = int(g["strict"].sum()), len(g)
-        lo, hi = wilson(k, n)
+        lo, hi = wilson_ci(k, n)
         rows.append({"instruction_id": iid, "n": n, "strict": k / n, "ci_low": lo, "ci_high": hi,
                      "loose": float(g["loose"].mean())})
     return pd.DataFrame(rows).sort_values("instruction_id").reset_index(drop=True)

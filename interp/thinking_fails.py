@@ -15,7 +15,7 @@ Two normalisations:
   thing empirically: CoT vs neutral is the effect of reasoning beyond that of extra text.
 
 Effects are paired by prompt (same item in two conditions): mean difference with a bootstrap 95% CI over
-prompts and a sign-flip permutation p-value. Accuracy (IFEval strict, instruction level) of each condition
+prompts (BCa, interp.stats) and a sign-flip permutation p-value. Accuracy (IFEval strict, instruction level) of each condition
 sits beside CAS, per instruction id.
 """
 from __future__ import annotations
@@ -99,16 +99,18 @@ def cas_frame(run_dirs: Mapping[str, str | Path]) -> pd.DataFrame:
 
 def paired_effect(a: np.ndarray, b: np.ndarray, n_boot: int = 4000, seed: int = 0) -> dict:
     """Mean of a - b (paired) with a bootstrap 95% CI and a two-sided sign-flip permutation p-value."""
-    d = np.asarray(a, float) - np.asarray(b, float)
+    from .stats.proportions import paired_bootstrap_diff
+
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    d = a - b
     n = len(d)
     if n == 0:
         return {"n": 0, "diff": np.nan, "ci_low": np.nan, "ci_high": np.nan, "p": np.nan}
+    diff, lo, hi = paired_bootstrap_diff(a, b, n_boot=n_boot, seed=seed)
     rng = np.random.default_rng(seed)
-    boots = d[rng.integers(0, n, size=(n_boot, n))].mean(1)
     flips = (rng.integers(0, 2, size=(n_boot, n)) * 2 - 1) * d
     p = float((np.abs(flips.mean(1)) >= abs(d.mean()) - 1e-15).mean())
-    lo, hi = np.percentile(boots, [2.5, 97.5])
-    return {"n": n, "diff": float(d.mean()), "ci_low": float(lo), "ci_high": float(hi), "p": p}
+    return {"n": n, "diff": float(diff), "ci_low": float(lo), "ci_high": float(hi), "p": p}
 
 
 def effects(df: pd.DataFrame, phase: str = "answer", pairs: Sequence[tuple[str, str]] = (
@@ -122,8 +124,8 @@ def effects(df: pd.DataFrame, phase: str = "answer", pairs: Sequence[tuple[str, 
             continue
         A, B = per.loc[a], per.loc[b]
         idx = A.index.intersection(B.index)
-        for metric in ("raw", "prompt_share", "strict"):
-            e = paired_effect(A.loc[idx, metric].to_numpy(), B.loc[idx, metric].to_numpy(), seed=hash(metric) % 1000)
+        for k, metric in enumerate(("raw", "prompt_share", "strict")):
+            e = paired_effect(A.loc[idx, metric].to_numpy(), B.loc[idx, metric].to_numpy(), seed=k)
             rows.append({"contrast": f"{a} - {b}", "metric": "accuracy (strict)" if metric == "strict"
                          else f"CAS {metric}", "phase": phase, "mean_a": float(A.loc[idx, metric].mean()),
                          "mean_b": float(B.loc[idx, metric].mean()), **e})

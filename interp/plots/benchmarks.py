@@ -31,7 +31,7 @@ def plot_mathif_breakdown(per_item: pd.DataFrame, path_stem: str | Path, title: 
     """HAcc, SAcc and correctness by source and by number of constraints (Wilson / bootstrap CIs).
 
     `per_item` has one row per problem: source, n_constraints, hard, soft, correct."""
-    from ..evals import wilson
+    from ..stats.proportions import bootstrap_ci, wilson_ci
 
     fig, axes = new_figure("full", aspect=0.34, ncols=2, sharey=True)
     metrics = [("hard", "HAcc"), ("soft", "SAcc"), ("correct", "correct")]
@@ -44,11 +44,10 @@ def plot_mathif_breakdown(per_item: pd.DataFrame, path_stem: str | Path, title: 
                 s = per_item.loc[per_item[by] == g, col].astype(float)
                 m = float(s.mean())
                 if col == "soft":
-                    rng = np.random.default_rng(0)
-                    b = s.to_numpy()[rng.integers(0, len(s), (2000, len(s)))].mean(1)
-                    lo, hi = np.percentile(b, [2.5, 97.5])
+                    _, lo, hi = bootstrap_ci(s.to_numpy())
                 else:
-                    lo, hi = wilson(int(s.sum()), len(s))
+                    lo, hi = wilson_ci(int(s.sum()), len(s))
+                lo, hi = (m, m) if np.isnan(lo) else (lo, hi)  # no interval below interp.stats' minimum n
                 vals.append(m)
                 los.append(m - lo)
                 his.append(hi - m)
@@ -101,12 +100,12 @@ def plot_cot_cas(effects: pd.DataFrame, by_inst: pd.DataFrame, path_stem: str | 
 
 def plot_mapping_disagreements(df: pd.DataFrame, path_stem: str | Path) -> list[Path]:
     """Disagreement rate of each toolkit form with its nearest IFEval id on the fixed random corpus."""
-    from ..evals import wilson
+    from ..stats.proportions import wilson_ci
 
     t = df.sort_values("rate").reset_index(drop=True)
     fig, ax = new_figure("full", aspect=0.3)
     y = np.arange(len(t))
-    ci = np.array([wilson(int(r.disagree), int(r.n)) for r in t.itertuples()])
+    ci = np.array([wilson_ci(int(r.disagree), int(r.n)) for r in t.itertuples()])
     ax.barh(y, t["rate"], xerr=[t["rate"] - ci[:, 0], ci[:, 1] - t["rate"]], color=PALETTE[4],
             error_kw={"lw": 0.7, "capsize": 1.5})
     ax.set_yticks(y, [f"{r.ctype} ({r.form}) vs {r.ifeval_id.split(':')[1]} (n={r.n})" for r in t.itertuples()],
