@@ -345,3 +345,38 @@ def test_neutral_cue_is_length_matched():
     tok = load_tokenizer("smollm2-135m")
     assert count_tokens(tok, CUES["cot"]) == count_tokens(tok, CUES["neutral"])
     assert count_tokens(tok, "\n\n" + CUES["cot"]) == count_tokens(tok, "\n\n" + CUES["neutral"])
+
+
+def test_constrained_records_store_both_verdicts(tmp_path):
+    """A SustainRun's constrained records carry IFEval's verdict of each constraint's nearest id beside ours."""
+    from interp.backends.scripted import ScriptedGenerator
+    from interp.experiments.config import SustainConfig
+    from interp.experiments.sustain import SustainRun
+    from interp.tasks import get_task
+
+    items = get_task("smoke_arith").items(3)
+    answers = {it.input: it.target for it in items}
+
+    def script(conv):
+        text = conv[-1]["content"]
+        q = next(q for q in answers if text.startswith(q))
+        return f"We add them up, don't we.\nThe answer is {answers[q]}."
+
+    cfg = SustainConfig(task="smoke_arith", n_items=3, types=["length", "ends_with"], k_values=[], controls=[],
+                        capture_cas=False, backend="scripted")
+    run = SustainRun(cfg, tmp_path / "r", progress=False, log=lambda m: None, backend_client=ScriptedGenerator(script))
+    run.run(report=False)
+    recs = run.records("constrained")
+    assert recs
+    kinds = set()
+    for r in recs:
+        assert len(r["ifeval_checks"]) == len(r["constraints"]) == len(r["constraint_checks"])
+        for c, ours, theirs in zip(r["constraints"], r["constraint_checks"], r["ifeval_checks"]):
+            eq = ifeval_equivalent(Constraint.from_dict(c))
+            assert (theirs is None) == (eq is None)
+            if theirs is not None:
+                kinds.add(theirs["ifeval_id"])
+                assert theirs["strict"] == verify(r["answer_text"] if "answer_text" in r else r["output_text"],
+                                                  [eq[0]], [eq[1]])[0].strict
+                assert isinstance(ours["ok"], bool)
+    assert "length_constraints:number_words" in kinds
