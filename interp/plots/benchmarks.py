@@ -80,8 +80,11 @@ def plot_cot_cas(effects: pd.DataFrame, by_inst: pd.DataFrame, path_stem: str | 
         ax.plot([lo, hi], [yi, yi], color=c, lw=1.3)
         ax.plot([rel], [yi], "o", color=c, ms=3.5)
     ax.axvline(0, color="black", lw=0.6)
-    ax.set_yticks(y, [f"{r.contrast}: {r.metric} (n={r.n}, p={r.p:.3f})" for r in e.itertuples()], fontsize=5.5)
-    ax.set_xlabel("relative CAS change / accuracy difference")
+    def pv(p: float) -> str:
+        return "p<0.001" if p < 0.001 else f"p={p:.3f}"
+
+    ax.set_yticks(y, [f"{r.contrast}: {r.metric} (n={r.n}, {pv(r.p)})" for r in e.itertuples()], fontsize=5.5)
+    ax.set_xlabel("CAS: change / mean of the 2nd condition; accuracy: difference")
     ax = axes[1]
     piv = by_inst.pivot(index="instruction_id", columns="condition", values="cas_prompt_share")
     nn = by_inst.groupby("instruction_id")["n"].max()
