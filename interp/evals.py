@@ -13,7 +13,6 @@ over prompts, since an item's instructions are not independent; SAcc a BCa boots
 """
 from __future__ import annotations
 
-import hashlib
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,13 +22,10 @@ import numpy as np
 import pandas as pd
 
 from .errors import InterpError
+from .experiments.sustain import _seed_of
 from .models.thinking import answer_text
 from .stats.proportions import bootstrap_ci, wilson_ci
 from .tasks import Item, Task, get_task
-
-
-def _h(*parts) -> int:
-    return int(hashlib.sha1("|".join(map(str, parts)).encode()).hexdigest()[:8], 16)
 
 
 def stratified_ids(items: Sequence[Item], n: int, stratum: Callable[[Item], str], seed: int = 0,
@@ -50,7 +46,7 @@ def stratified_ids(items: Sequence[Item], n: int, stratum: Callable[[Item], str]
         quota[k] += 1
     chosen: set[str] = set()
     for k, v in sorted(groups.items()):
-        rng = random.Random(_h(seed, k))
+        rng = random.Random(_seed_of(seed, k))
         chosen.update(it.id for it in rng.sample(v, min(quota[k], len(v))))
     return [it.id for it in items if it.id in chosen]
 
