@@ -380,3 +380,17 @@ def test_constrained_records_store_both_verdicts(tmp_path):
                                                   [eq[0]], [eq[1]])[0].strict
                 assert isinstance(ours["ok"], bool)
     assert "length_constraints:number_words" in kinds
+
+
+def test_stratified_ids_allocate_by_stratum_and_reproduce():
+    from interp.evals import stratified_ids
+    from interp.tasks import Item
+
+    items = [Item(id=f"i{k}", input="", target=None, metadata={"s": "a" if k < 80 else "b"}) for k in range(100)]
+    ids = stratified_ids(items, 20, lambda it: it.metadata["s"], seed=0)
+    assert len(ids) == 20 and ids == stratified_ids(items, 20, lambda it: it.metadata["s"], seed=0)
+    assert sum(int(i[1:]) >= 80 for i in ids) == 4  # 20% of the sample from the 20% stratum
+    assert ids != stratified_ids(items, 20, lambda it: it.metadata["s"], seed=1)
+    assert len(stratified_ids(items, 5, lambda it: it.metadata["s"], min_per=2)) == 5
+    with pytest.raises(InterpError, match="stratified"):
+        stratified_ids(items, 0, lambda it: "x")
