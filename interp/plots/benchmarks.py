@@ -54,7 +54,7 @@ def plot_mathif_breakdown(per_item: pd.DataFrame, path_stem: str | Path, title: 
             ax.bar(x + (k - 1) * 0.26, vals, 0.24, yerr=[los, his], color=PALETTE[k], label=label,
                    error_kw={"lw": 0.7, "capsize": 1.5})
         n = per_item.groupby(by).size()
-        ax.set_xticks(x, [f"{g}\n(n={n[g]})" for g in groups], fontsize=6)
+        ax.set_xticks(x, [f"{g}\n(n={n[g]}{', no SAcc CI' if n[g] < 3 else ''})" for g in groups], fontsize=6)
         ax.set_xlabel("source" if by == "source" else "constraints per problem")
     axes[0].set_ylabel("rate")
     axes[0].set_ylim(0, 1)
