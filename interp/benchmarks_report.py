@@ -12,6 +12,7 @@ from .evals import by_instruction, ifeval_table, mathif_table, records, score_re
 
 COMMAND = "python -m analyses.benchmarks report"
 SCRIPT = "analyses/benchmarks.py"
+CONFIG = "analyses/benchmarks.py"  # the run settings are that script's constants (MAX_NEW_TOKENS, N_COT, ...)
 
 
 def _md(df: pd.DataFrame, floatfmt: str = ".3f") -> str:
@@ -39,7 +40,7 @@ def write_report(runs: Path, out: Path, run_dirs: dict[str, Path], mapping_n: in
     files: list[Path] = []
     present = {k: d for k, d in run_dirs.items() if (d / "config.json").exists() and records(d)}
     summary: list[str] = ["# Benchmarks on the embedded model (SmolLM2-135M-Instruct, greedy)", ""]
-    manifest: dict = {"command": COMMAND, "script": SCRIPT,
+    manifest: dict = {"command": COMMAND, "script": SCRIPT, "config": CONFIG,
                       "runs": {k: _run_info(d) for k, d in present.items()}, "files": {}}
     ran = pd.DataFrame([{"run": k, **{c: v for c, v in info.items() if c != "config_hash"}}
                         for k, info in manifest["runs"].items()])
@@ -100,6 +101,6 @@ def write_report(runs: Path, out: Path, run_dirs: dict[str, Path], mapping_n: in
     (out / "summary.md").write_text("\n".join(summary) + "\n")
     files.append(out / "summary.md")
     for f in files:
-        manifest["files"][str(Path(f).relative_to(out))] = {"script": SCRIPT, "command": COMMAND}
+        manifest["files"][str(Path(f).relative_to(out))] = {"script": SCRIPT, "config": CONFIG, "command": COMMAND}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
