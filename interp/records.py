@@ -149,6 +149,7 @@ class ConstrainedRecord(_GenerationFields):
     """One (item, condition, seed): a constraint set (K >= 1) or a control, beside its baseline record."""
 
     stage_file: ClassVar[str] = "constrained"
+    omit_if_none: ClassVar[frozenset[str]] = _GenerationFields.omit_if_none | {"ifeval_checks"}
     stage: Literal["constrained"] = "constrained"
     condition: str = ""
     condition_kind: Literal["single", "set", "control"] = "single"
@@ -162,6 +163,8 @@ class ConstrainedRecord(_GenerationFields):
     constraint_checks: list[dict] = field(default_factory=list)
     constraint_met: bool | None = None
     error_type: ErrorType | None = None
+    # per constraint, IFEval's verdict of its nearest IFEval id (interp.constraints.ifeval), None where none
+    ifeval_checks: list[dict | None] | None = None
 
 
 @dataclass

@@ -98,12 +98,13 @@ def test_segment_ids_token_ranges(think_tok, plain_tok):
 
 
 def test_old_records_and_default_config_hash():
-    from interp.experiments.config import THINKING_DEFAULTS, SustainConfig
+    from interp.experiments.config import ADDED_DEFAULTS, THINKING_DEFAULTS, SustainConfig
 
     old = {"output_text": "The answer is 5.", "output_ids": [1, 2]}
     assert answer_text(old) == "The answer is 5." and phase_boundary(old) == 0
     d = asdict(SustainConfig())
-    for k in ("batch_size", "device", "backend_concurrency", "backend_api_key_env", *THINKING_DEFAULTS):
+    for k in ("batch_size", "device", "backend_concurrency", "backend_api_key_env", *THINKING_DEFAULTS,
+              *ADDED_DEFAULTS):
         d.pop(k)
     assert SustainConfig().hash() == hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
     assert SustainConfig(think_budget=64).hash() != SustainConfig().hash()

@@ -8,6 +8,7 @@ from .extract import (Candidate, accepted_constraints, default_types, extract_co
                       sample_constraint_set)
 from .insert import DEFAULT_CONNECTIVES, POSITIONS, insert_constraints
 from .controls import Paraphrase, neutral_control, paraphrase_task, paraphrase_task_info, rule_paraphrase
+from . import ifeval  # noqa: F401,E402  (registers the `ifeval` constraint type: IFEval's vocabulary)
 
 __all__ = [
     "CONSTRAINT_TYPES", "Check", "Constraint", "ConstraintType", "ProposeContext", "get_constraint_type",

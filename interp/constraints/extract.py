@@ -41,7 +41,8 @@ class Candidate:
 
 def default_types(with_soft: bool = False) -> list[str]:
     """All registered hard types, plus the soft ones when an extractor is available."""
-    return [n for n, t in CONSTRAINT_TYPES.items() if t.kind == "hard" or (with_soft and t.kind == "soft")]
+    return [n for n, t in CONSTRAINT_TYPES.items()
+            if (t.kind == "hard" or (with_soft and t.kind == "soft")) and getattr(t, "in_default", True)]
 
 
 def _extractor_of(ctx: ProposeContext, extractor):

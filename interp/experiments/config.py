@@ -15,6 +15,8 @@ from ..errors import InterpError
 # Fields added for reasoning models; at these values they are left out of the hash, so older runs still resume.
 THINKING_DEFAULTS = {"thinking": "auto", "thinking_delimiters": None, "think": None, "think_budget": None,
                      "phase_scope": "answer"}
+ADDED_DEFAULTS = {"constraint_vocab": "toolkit"}  # later fields, likewise left out of the hash at their default
+CONSTRAINT_VOCABS = ("toolkit", "ifeval")
 
 
 @dataclass
@@ -51,8 +53,13 @@ class SustainConfig:
     think: bool | None = None  # chat-template thinking switch (enable_thinking); None = the template's default
     think_budget: int | None = None  # cap the trace at N tokens, then force the end delimiter
     phase_scope: str = "answer"  # what scoring, constraint proposal and checks read: answer | output
+    # toolkit: the hard types of interp.constraints.hard; ifeval: IFEval instructions (type `ifeval`), so a run is
+    # comparable with IFEval-style results
+    constraint_vocab: str = "toolkit"
 
     def __post_init__(self):
+        if self.constraint_vocab == "ifeval" and self.types is None:
+            self.types = ["ifeval"]
         self.validate()
 
     def validate(self) -> None:
@@ -87,6 +94,9 @@ class SustainConfig:
             ("backend", self.backend in ("local", "scripted") or self.backend.startswith(("http://", "https://")),
              "'local', an http(s):// URL, or 'scripted' (a backend_client passed to SustainRun)"),
             ("backend_concurrency", self.backend_concurrency >= 1, "at least 1"),
+            ("constraint_vocab", self.constraint_vocab in CONSTRAINT_VOCABS
+             and (self.constraint_vocab == "toolkit" or self.types == ["ifeval"]),
+             f"one of {', '.join(CONSTRAINT_VOCABS)} (ifeval draws only type 'ifeval': leave `types` unset)"),
         ]
         for name, ok, what in checks:
             if not ok:
@@ -126,7 +136,7 @@ class SustainConfig:
         d.pop("device")
         d.pop("backend_concurrency")
         d.pop("backend_api_key_env")
-        for k, v in THINKING_DEFAULTS.items():
+        for k, v in {**THINKING_DEFAULTS, **ADDED_DEFAULTS}.items():
             if d[k] == v:
                 d.pop(k)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]

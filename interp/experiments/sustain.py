@@ -314,6 +314,9 @@ class SustainRun:
                       for c in cond.constraints if c.kind == "hard" or self.extractor is not None]
             rec["constraint_checks"] = [{"ok": c.ok, "reason": c.reason, "judge_output": c.judge_output} for c in checks]
             rec["constraint_met"] = all(c.ok for c in checks) if checks else None
+            from ..constraints.ifeval import ifeval_checks  # IFEval's verdict beside ours (None: no equivalent)
+
+            rec["ifeval_checks"] = ifeval_checks(cond.constraints, scoped)
             rec["error_type"] = error_type(sc.success, le.success, g.finish_reason, rec.get("thinking_state"))
         return rec
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from . import gsm8k, hotpotqa, humaneval, smoke  # noqa: F401  (importing registers the tasks)
+from . import ifeval, mathif  # noqa: F401  (benchmarks: IFEval, MathIF)
 from .base import TASKS, Item, Score, Task, get_task, register_task, task_ref
 from ..errors import InterpError
 

@@ -101,3 +101,20 @@ def get_task(name: str, ref: str | None = None, **kwargs) -> Task:
 def task_ref(name: str) -> str:
     """`module:qualname` of the task registered as `name`: what a run records so other processes find it."""
     return TASKS.ref(name)
+
+
+def select_ids(items: list[Item], ids: list[str] | None) -> list[Item]:
+    """The items whose id is in `ids` (all when None), in their order; an unknown id is an error."""
+    if ids is None:
+        return items
+    from ..errors import InterpError
+
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise InterpError(f"ids must be a list of item id strings, got {ids!r}")
+    known = {it.id for it in items}
+    missing = [i for i in ids if i not in known]
+    if missing:
+        raise InterpError(f"unknown item ids {missing[:5]}{' ...' if len(missing) > 5 else ''} "
+                          f"(ids look like {items[0].id!r})")
+    want = set(ids)
+    return [it for it in items if it.id in want]
