@@ -94,3 +94,25 @@ def test_steering_table_and_curve(tmp_path):
     assert [p.suffix for p in paths] == [".png", ".pdf"]
     with pytest.raises(InterpError, match="columns"):
         steering_table(rows.drop(columns=["solved"]))
+
+
+def test_arm_table_and_curve_with_attention_arms(tmp_path):
+    import pandas as pd
+
+    from interp.plots.steering import arm_table, plot_steering_curve
+
+    curve = pd.DataFrame([{"label": lab, "alpha": al, "solved": i < 5, "constraint_met": i < 2}
+                          for lab in ("constraint", "random") for al in (-1.0, 1.0) for i in range(8)])
+    arms = pd.DataFrame([{"arm": arm, "item": i, "solved": i < k, "constraint_met": i % 4 == 0}
+                         for arm, k in (("none", 4), ("attn damp 0.1: constraint", 7), ("steer -1: constraint dir", 1))
+                         for i in range(8)])
+    t = arm_table(arms)
+    assert list(dict.fromkeys(t.arm)) == ["none", "attn damp 0.1: constraint", "steer -1: constraint dir"]
+    damp = t[t.arm == "attn damp 0.1: constraint"].set_index("outcome")
+    # hand count: solved i < 7 -> 7; met i in {0, 4} -> 2; both -> 2 (0 and 4 are < 7)
+    assert (damp.loc["solved", "k"], damp.loc["constraint_met", "k"], damp.loc["both", "k"]) == (7, 2, 2)
+    assert (t.n == 8).all() and damp.loc["solved", "lo"] < 7 / 8 < damp.loc["solved", "hi"]
+    paths = plot_steering_curve(curve, tmp_path / "curve", arms=arms)
+    assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size > 0 for p in paths)
+    with pytest.raises(InterpError, match="arm"):
+        arm_table(arms.drop(columns=["arm"]))
