@@ -29,6 +29,7 @@ from interp import Intervention
 from interp.plots.steering import arm_table, plot_steering_curve, steering_table
 from interp.probes.steering import Steer, mean_difference, random_direction
 from interp.prompts import Part, build_prompt
+from interp.stats.proportions import wilson_ci
 
 CONSTRAINT = " End your answer with the word DONE."
 
@@ -91,8 +92,13 @@ def main() -> None:
     arms = compared_arms(rows, pd.read_json(apath, lines=True), a.steer_alpha)
     t = arm_table(arms)
     arms.to_json(out / "arms.jsonl", orient="records", lines=True)
-    (out / "arms.md").write_text(t.round(3).to_markdown(index=False) + "\n")
+    paired = rescue_induce(arms)
+    (out / "arms.md").write_text(t.round(3).to_markdown(index=False) + "\n\nPaired over items, against no "
+                                 "intervention (rescue: task now solved among the items it failed; induce: task now "
+                                 "failed among the items it solved):\n\n" + paired.round(3).to_markdown(index=False)
+                                 + "\n")
     print(t.round(3).to_string())
+    print(paired.round(3).to_string())
     plot_steering_curve(rows, out / "steering_curve", arms=arms,
                         title=f"steering at blocks.{a.layer}.hook_resid_pre beside attention scale on the constraint, "
                               f"n={a.n} items")
@@ -106,6 +112,21 @@ def write(path: Path, test, gens, fields: dict) -> None:
             f.write(json.dumps({**fields, "item": f"{x}x{y}", "text": g.output_text,
                                 "solved": str(x * y) in g.output_text,
                                 "constraint_met": bool(words) and words[-1] == "DONE"}) + "\n")
+
+
+def rescue_induce(arms: pd.DataFrame) -> pd.DataFrame:
+    """Per arm, H3/H4-style rates paired by item against the ``none`` arm: rescue = solved among the items
+    ``none`` failed, induce = not solved among the items ``none`` solved (Wilson 95%)."""
+    base = arms[arms.arm == "none"].set_index("item").solved
+    out = []
+    for arm, g in arms[arms.arm != "none"].groupby("arm", sort=False):
+        g = g.set_index("item").solved.reindex(base.index)
+        for stage, pool, hit in (("rescue", ~base, g), ("induce", base, ~g)):
+            k, n = int(hit[pool].sum()), int(pool.sum())
+            lo, hi = wilson_ci(k, n) if n else (float("nan"), float("nan"))
+            out.append({"arm": arm, "stage": stage, "n": n, "k": k, "rate": k / n if n else float("nan"),
+                        "lo": lo, "hi": hi})
+    return pd.DataFrame(out)
 
 
 def compared_arms(steer: pd.DataFrame, attn: pd.DataFrame, alpha: float) -> pd.DataFrame:
