@@ -12,7 +12,8 @@ NOTEBOOKS = sorted(NB_DIR.glob("*.ipynb"))
 
 def test_notebooks_exist():
     assert [p.name for p in NOTEBOOKS] == ["01_quickstart.ipynb", "02_attention.ipynb", "03_ablation.ipynb",
-                                           "04_bring_your_own.ipynb", "05_thinking.ipynb"]
+                                           "04_bring_your_own.ipynb", "05_thinking.ipynb",
+                                           "06_patching_steering.ipynb"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
