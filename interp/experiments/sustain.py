@@ -430,7 +430,7 @@ class SustainRun:
 
     @_writer
     def run(self, report: bool = True):
-        """Run (or resume) every stage, then write the report; returns the report dict."""
+        """Run (or resume) every stage, then write the report; returns the `SustainReport`."""
         base = self.run_baseline()
         n_succ = len(self.baseline_successes())
         self.log(f"baseline: {n_succ}/{len({r['item_id'] for r in base})} items solved")
@@ -451,5 +451,5 @@ class SustainRun:
 
 
 def run_sustain(cfg: SustainConfig, out: str | Path, **kwargs):
-    """Run or resume a SustainScore experiment into `out`; returns the report dict."""
+    """Run or resume a SustainScore experiment into `out`; returns the `SustainReport`."""
     return SustainRun(cfg, out, **kwargs).run()
