@@ -66,11 +66,16 @@ class ResultStore:
     def keys(self) -> set[str]:
         return set(self._keys)
 
-    def append(self, record: dict) -> bool:
-        """Write one record unless its key is already stored; returns whether it was written.
+    def append(self, record: Any) -> bool:
+        """Write one record (a dict or an `interp.records.Record`) unless its key is already stored; returns
+        whether it was written.
 
         Lone surrogates in its text (e.g. from a program's error message) are written as U+FFFD, so an
         encoding error can never lose the record."""
+        from .records import Record
+
+        if isinstance(record, Record):
+            record = record.to_dict()
         if "key" not in record:
             raise ValueError("record needs a 'key' (see record_key)")
         if record["key"] in self._keys:

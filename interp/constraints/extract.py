@@ -38,6 +38,13 @@ class Candidate:
         return {"type": self.type, "constraint": self.constraint.to_dict() if self.constraint else None,
                 "accepted": self.accepted, "reason": self.reason, "judge_output": self.judge_output}
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "Candidate":
+        """A stored candidate (`ConstraintsRecord.candidates`)."""
+        c = d.get("constraint")
+        return cls(Constraint.from_dict(c) if c else None, d.get("accepted", False), d.get("reason", ""),
+                   d.get("judge_output"), d.get("type", ""))
+
 
 def default_types(with_soft: bool = False) -> list[str]:
     """All registered hard types, plus the soft ones when an extractor is available."""

@@ -5,10 +5,12 @@ stored value and never re-derive it, so a record and its report cannot disagree.
 """
 from __future__ import annotations
 
+from ..records import ErrorType
+
 ERROR_TYPES = ("none", "output_spec", "unfinished_thinking", "truncated", "reasoning")
 
 
-def error_type(success: bool, lenient_success: bool, finish_reason: str, thinking_state: str | None = None) -> str:
+def error_type(success: bool, lenient_success: bool, finish_reason: str, thinking_state: str | None = None) -> ErrorType:
     """none | output_spec (right solution, wrong form) | unfinished_thinking (the output ended inside its thinking
     trace: out of budget while thinking) | truncated (cut at the token budget) | reasoning."""
     if success:

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import platform
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -163,73 +165,133 @@ def _md_table(df: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _examples(con: pd.DataFrame, n: int = 3) -> list[dict]:
-    """Up to `n` failures per error type; `output` is the answer phase of an output with a finished trace."""
+@dataclass(frozen=True)
+class FailureExample:
+    """One constrained failure shown in the report; `output` is the answer phase of an output with a finished trace."""
+
+    error_type: str
+    item_id: str
+    condition: str
+    key: str
+    constraints: list[str]
+    output: str
+    constraint_met: Any
+
+
+def _examples(con: pd.DataFrame, n: int = 3) -> list[FailureExample]:
+    """Up to `n` failures per error type."""
     ex = []
     fails = con[(con["condition_kind"] != "control") & (~con["success"])]
     for et, g in fails.groupby("error_type"):
         for r in g.head(n).itertuples():
             a = getattr(r, "answer_text", None)
-            ex.append({"error_type": et, "item_id": r.item_id, "condition": r.condition, "key": r.key,
-                       "constraints": [c["text"] for c in r.constraints],
-                       "output": (a if isinstance(a, str) and a else r.output_text)[:400],
-                       "constraint_met": r.constraint_met})
+            ex.append(FailureExample(error_type=et, item_id=r.item_id, condition=r.condition, key=r.key,
+                                     constraints=[c["text"] for c in r.constraints],
+                                     output=(a if isinstance(a, str) and a else r.output_text)[:400],
+                                     constraint_met=r.constraint_met))
     return ex
 
 
-def write_report(run_dir: str | Path, figures: bool = True) -> dict:
+@dataclass(frozen=True)
+class SustainReportMeta:
+    """What a SustainScore report was computed from: the run's config, model revision, versions, record counts."""
+
+    config: dict
+    config_hash: str
+    model_revision: str
+    versions: dict[str, str]
+    n_records: dict[str, int]
+    skipped_lines: dict[str, list[int]]
+
+
+TABLE_TITLES = {"baseline": "Baseline", "overall": "SustainScore (with controls)", "by_type": "By constraint type",
+                "by_domain": "By domain", "scaling": "Constraint-count scaling",
+                "errors": "Failure analysis (counts)", "constraint_met": "Did the output meet the added constraint?",
+                "joint": "Task-correct x constraint-met, hard / soft constraint accuracy (MathIF)",
+                "thinking": "Thinking traces", "by_thinking_length": "SustainScore by thinking length"}
+
+
+@dataclass(frozen=True)
+class SustainReport:
+    """The result of `write_report`: typed meta, the tables as DataFrames (`sustain_tables`), example failures and
+    the figure paths. `to_dict()` is ``report.json``; `markdown()` is ``report.md``."""
+
+    meta: SustainReportMeta
+    estimator: str
+    tables: dict[str, pd.DataFrame]
+    examples: list[FailureExample]
+    figures: dict[str, list[str]]
+
+    def to_dict(self) -> dict:
+        return {"meta": asdict(self.meta), "estimator": self.estimator,
+                "tables": {k: json.loads(v.to_json(orient="records")) for k, v in self.tables.items()},
+                "examples": [asdict(e) for e in self.examples], "figures": self.figures}
+
+    def __getitem__(self, key: str):  # the older dict access (``rep["tables"]["overall"]``)
+        return self.to_dict()[key]
+
+    def get(self, key: str, default=None):
+        return self.to_dict().get(key, default)
+
+    def markdown(self) -> str:
+        cfg = self.meta.config
+        md = [f"# SustainScore report: {cfg['model']} on {cfg['task']}", "",
+              f"Config hash `{self.meta.config_hash}`, model revision `{self.meta.model_revision}`, "
+              f"seeds {cfg['seeds']}, temperature {cfg['temperature']}.", "", self.estimator, ""]
+        for name, lines in self.meta.skipped_lines.items():
+            md += [f"**Warning:** {len(lines)} unreadable line(s) of `{name}` were skipped (lines {lines[:20]}); "
+                   "the tables below leave them out.", ""]
+        for name, title in TABLE_TITLES.items():
+            if name in self.tables:
+                md += [f"## {title}", "", _md_table(self.tables[name])]
+        for k, ps in self.figures.items():
+            png = [p for p in ps if p.endswith(".png")]
+            if png:
+                md += [f"![{k}]({png[0]})", ""]
+        if self.examples:
+            md += ["## Example failures", ""]
+            for e in self.examples:
+                md += [f"- **{e.error_type}** item `{e.item_id}` ({e.condition}, record `{e.key}`), "
+                       f"constraint met: {e.constraint_met}; constraints: {e.constraints}",
+                       f"  > {e.output[:300]!r}"]
+        return "\n".join(md) + "\n"
+
+
+def plot_report(tables: dict[str, pd.DataFrame], d: Path) -> dict[str, list[str]]:
+    """The report's figures (by type, scaling, error types) under d/figures; paths relative to d."""
+    if "overall" not in tables:
+        return {}
+    from ..plots.sustain import plot_by_type, plot_error_types, plot_scaling
+
+    fd = d / "figures"
+    rel = lambda ps: [str(p.relative_to(d)) for p in ps]
+    return {"by_type": rel(plot_by_type(tables["by_type"], tables["overall"], fd / "sustain_by_type")),
+            "scaling": rel(plot_scaling(tables["scaling"], fd / "sustain_scaling")),
+            "errors": rel(plot_error_types(tables["errors"], fd / "error_types"))}
+
+
+def write_report(run_dir: str | Path, figures: bool = True) -> SustainReport:
     """Recompute all tables from the records and write report.md, report.json and figures/."""
     d = Path(run_dir)
     rd = RunDir(d)
     runs = rd.load_run()
     cfg = rd.read_config()
     tables = sustain_tables(runs)
-    fig_paths: dict[str, list[str]] = {}
-    if figures and "overall" in tables:
-        from ..plots.sustain import plot_by_type, plot_error_types, plot_scaling
-
-        fd = d / "figures"
-        fig_paths["by_type"] = [str(p.relative_to(d)) for p in plot_by_type(tables["by_type"], tables["overall"], fd / "sustain_by_type")]
-        fig_paths["scaling"] = [str(p.relative_to(d)) for p in plot_scaling(tables["scaling"], fd / "sustain_scaling")]
-        fig_paths["errors"] = [str(p.relative_to(d)) for p in plot_error_types(tables["errors"], fd / "error_types")]
+    fig_paths = plot_report(tables, d) if figures else {}
     import torch
     import transformers
 
     base = runs["baseline"]
-    meta = {"config": cfg["config"], "config_hash": cfg["config_hash"],
-            "model_revision": base["model_revision"].iloc[0] if "model_revision" in base else "",
-            "versions": {"python": platform.python_version(), "torch": torch.__version__,
-                         "transformers": transformers.__version__},
-            "n_records": {k: len(v) for k, v in runs.items()},
-            "skipped_lines": {f"{k}.jsonl": v for k, v in rd.skipped.items()}}
+    meta = SustainReportMeta(
+        config=cfg["config"], config_hash=cfg["config_hash"],
+        model_revision=base["model_revision"].iloc[0] if "model_revision" in base else "",
+        versions={"python": platform.python_version(), "torch": torch.__version__,
+                  "transformers": transformers.__version__},
+        n_records={k: len(v) for k, v in runs.items()},
+        skipped_lines={f"{k}.jsonl": v for k, v in rd.skipped.items()})
     con = runs["constrained"]
-    report: dict = {"meta": meta, "estimator": ESTIMATOR_NOTE,
-              "tables": {k: json.loads(v.to_json(orient="records")) for k, v in tables.items()},
-              "examples": _examples(con) if len(con) else [], "figures": fig_paths}
-    (d / "report.json").write_text(json.dumps(report, indent=2, default=str))
-    md = [f"# SustainScore report: {cfg['config']['model']} on {cfg['config']['task']}", "",
-          f"Config hash `{cfg['config_hash']}`, model revision `{meta['model_revision']}`, "
-          f"seeds {cfg['config']['seeds']}, temperature {cfg['config']['temperature']}.", "", ESTIMATOR_NOTE, ""]
-    for name, lines in meta["skipped_lines"].items():
-        md += [f"**Warning:** {len(lines)} unreadable line(s) of `{name}` were skipped (lines {lines[:20]}); "
-               "the tables below leave them out.", ""]
-    for name, title in (("baseline", "Baseline"), ("overall", "SustainScore (with controls)"),
-                        ("by_type", "By constraint type"), ("by_domain", "By domain"),
-                        ("scaling", "Constraint-count scaling"), ("errors", "Failure analysis (counts)"),
-                        ("constraint_met", "Did the output meet the added constraint?"),
-                        ("joint", "Task-correct x constraint-met, hard / soft constraint accuracy (MathIF)"),
-                        ("thinking", "Thinking traces"), ("by_thinking_length", "SustainScore by thinking length")):
-        if name in tables:
-            md += [f"## {title}", "", _md_table(tables[name])]
-    for k, ps in fig_paths.items():
-        png = [p for p in ps if p.endswith(".png")]
-        if png:
-            md += [f"![{k}]({png[0]})", ""]
-    if report["examples"]:
-        md += ["## Example failures", ""]
-        for e in report["examples"]:
-            md += [f"- **{e['error_type']}** item `{e['item_id']}` ({e['condition']}, record `{e['key']}`), "
-                   f"constraint met: {e['constraint_met']}; constraints: {e['constraints']}",
-                   f"  > {e['output'][:300]!r}"]
-    (d / "report.md").write_text("\n".join(md) + "\n")
+    report = SustainReport(meta=meta, estimator=ESTIMATOR_NOTE, tables=tables,
+                           examples=_examples(con) if len(con) else [], figures=fig_paths)
+    (d / "report.json").write_text(json.dumps(report.to_dict(), indent=2, default=str))
+    (d / "report.md").write_text(report.markdown())
     return report

@@ -20,13 +20,14 @@ from ..constraints import (Constraint, ProposeContext, accepted_constraints, ext
                            insert_constraints, neutral_control, paraphrase_task, sample_constraint_set)
 from ..errors import InterpError
 from ..models.generation import GenConfig
-from ..models.thinking import (PHASE_SCOPES, Segments, ThinkingBudget, answer_text, segment_generation,
-                               template_kwargs, thinking_spec)
+from ..models.thinking import (PHASE_SCOPES, Segments, ThinkingBudget, segment_generation, template_kwargs,
+                               thinking_spec)
 from ..prompts import Part, Prompt, build_prompt
 from .. import shards
 from ..rundir import STAGES, RunDir
 from ..shards import Shard
 from ..store import ResultStore, record_key
+from ..records import BaselineRecord, ConstrainedRecord, ConstraintsRecord
 from ..registry import ref_of
 from ..tasks import Item, Task, get_task, task_ref
 from .config import SustainConfig
@@ -50,6 +51,7 @@ class Condition:
     task_text: str | None = None  # paraphrase control: replaces the task part
 
     def to_dict(self) -> dict:
+        """The condition's fields of a `ConstrainedRecord`."""
         return {"condition": self.id, "condition_kind": self.condition_kind, "ctype": self.ctype, "hardness": self.hardness,
                 "k": self.k, "constraints": [c.to_dict() for c in self.constraints],
                 "insert_texts": self.insert_texts, "task_text": self.task_text}
@@ -126,9 +128,11 @@ class SustainRun:
             raise InterpError("think on/off is applied through the local chat template; with an HTTP backend set "
                               "it on the server (e.g. vLLM chat_template_kwargs) and leave `think` unset")
 
-    def scoped_text(self, record: dict) -> str:
+    def scoped_text(self, record: BaselineRecord) -> str:
         """The part of a stored output that scoring, proposal and checks read (`phase_scope`)."""
-        return answer_text(record) if self.cfg.phase_scope == "answer" else record["output_text"]
+        if self.cfg.phase_scope == "answer" and record.answer_text is not None:
+            return record.answer_text
+        return record.output_text
 
     @property
     def stores(self) -> dict[str, ResultStore]:
@@ -271,8 +275,8 @@ class SustainRun:
                 for j, g, sc, le, seg, out in zip(js, gens, scores, lenient, segs, outs):
                     rec = self._record(stage, j, g, sc, le, seg, out)
                     if self.cfg.capture_cas and "cas" in g.extras:
-                        rec["cas_file"] = save_cas(self.dir, j["key"], g.extras["cas"], g.extras["cas_spans"],
-                                                   g.extras["cas_span_len"])
+                        rec.cas_file = save_cas(self.dir, j["key"], g.extras["cas"], g.extras["cas_spans"],
+                                                g.extras["cas_span_len"])
                     self.stores[stage].append(rec)
             bar.update(len(chunk))
         bar.close()
@@ -280,45 +284,44 @@ class SustainRun:
     def _refuse_changed(self, stage: str, jobs: list[dict]) -> None:
         """Refuse to mix answers: a stored record of the same (item, condition, seed) under another key means its
         prompt (or what else the key covers) changed since it was written."""
-        stored = {(r["item_id"], r.get("condition", "baseline"), r.get("seed")): r for r in self.records(stage)
-                  if "item_id" in r}
+        stored = {(r.item_id, r.condition if isinstance(r, ConstrainedRecord) else "baseline", r.seed): r
+                  for r in self.typed(stage) if r.item_id}
         for j in jobs:
             cond = j["condition"].id if j.get("condition") else "baseline"
             old = stored.get((j["item"].id, cond, j["seed"]))
-            if old is not None and old["key"] != j["key"]:
-                what = "prompt" if old.get("prompt_ids") != j["prompt"].input_ids else "generation settings"
+            if old is not None and old.key != j["key"]:
+                what = "prompt" if old.prompt_ids != j["prompt"].input_ids else "generation settings"
                 raise InterpError(f"{self.dir}: the {what} of {stage} item {j['item'].id} ({cond}, seed {j['seed']}) "
-                                  f"changed since its record {old['key']} was written (task prompt parts or code "
+                                  f"changed since its record {old.key} was written (task prompt parts or code "
                                   "changed?); resuming would mix old and new answers: use a new --out folder")
 
-    def _record(self, stage: str, job: dict, g, sc, le, seg: Segments, scoped: str) -> dict:
+    def _record(self, stage: str, job: dict, g, sc, le, seg: Segments,
+                scoped: str) -> BaselineRecord | ConstrainedRecord:
         """One stored record; thinking fields (interp.models.thinking.Segments) only when there is a trace."""
         item: Item = job["item"]
-        rec = {
-            "key": job["key"], "stage": stage, "model": self.cfg.model, "model_label": self.cfg.model_label,
-            "model_revision": self.cfg.backend if self.http else getattr(self._model(), "revision", ""), "task": self.cfg.task,
-            "domain": self.task.domain, "item_id": item.id, "item_input": item.input, "seed": job["seed"],
-            "prompt_text": g.prompt.text, "spans": {k: list(v) for k, v in g.prompt.spans.items()},
-            "prompt_ids": g.prompt.input_ids, "output_text": g.output_text, "output_ids": g.output_ids,
-            "finish_reason": g.finish_reason, "success": bool(sc.success), "score_value": float(sc.value),
-            "prediction": None if sc.prediction is None else str(sc.prediction), "score_detail": sc.detail,
-            "lenient_success": bool(le.success), "gen_config": self.gen_config(job["seed"]).key_dict(),
-        }
-        if seg.state != "none":
-            rec.update(seg.to_record())
+        fields = dict(
+            key=job["key"], model=self.cfg.model, model_label=self.cfg.model_label,
+            model_revision=self.cfg.backend if self.http else getattr(self._model(), "revision", ""), task=self.cfg.task,
+            domain=self.task.domain, item_id=item.id, item_input=item.input, seed=job["seed"],
+            prompt_text=g.prompt.text, spans={k: list(v) for k, v in g.prompt.spans.items()},
+            prompt_ids=g.prompt.input_ids, output_text=g.output_text, output_ids=g.output_ids,
+            finish_reason=g.finish_reason, success=bool(sc.success), score_value=float(sc.value),
+            prediction=None if sc.prediction is None else str(sc.prediction), score_detail=sc.detail,
+            lenient_success=bool(le.success), gen_config=self.gen_config(job["seed"]).key_dict(),
+            **(seg.to_record() if seg.state != "none" else {}))
         cond: Condition | None = job.get("condition")
-        if cond is not None:
-            rec.update(cond.to_dict())
-            rec["baseline_key"] = job["baseline_key"]
-            checks = [c.check(scoped, judge=self.extractor if c.kind == "soft" else None)
-                      for c in cond.constraints if c.kind == "hard" or self.extractor is not None]
-            rec["constraint_checks"] = [{"ok": c.ok, "reason": c.reason, "judge_output": c.judge_output} for c in checks]
-            rec["constraint_met"] = all(c.ok for c in checks) if checks else None
-            from ..constraints.ifeval import ifeval_checks  # IFEval's verdict beside ours (None: no equivalent)
+        if cond is None:
+            return BaselineRecord(**fields)
+        checks = [c.check(scoped, judge=self.extractor if c.kind == "soft" else None)
+                  for c in cond.constraints if c.kind == "hard" or self.extractor is not None]
+        from ..constraints.ifeval import ifeval_checks  # IFEval's verdict beside ours (None: no equivalent)
 
-            rec["ifeval_checks"] = ifeval_checks(cond.constraints, scoped)
-            rec["error_type"] = error_type(sc.success, le.success, g.finish_reason, rec.get("thinking_state"))
-        return rec
+        return ConstrainedRecord(
+            **fields, **cond.to_dict(), baseline_key=job["baseline_key"],
+            constraint_checks=[{"ok": c.ok, "reason": c.reason, "judge_output": c.judge_output} for c in checks],
+            constraint_met=all(c.ok for c in checks) if checks else None,
+            ifeval_checks=ifeval_checks(cond.constraints, scoped),
+            error_type=error_type(sc.success, le.success, g.finish_reason, fields.get("thinking_state")))
 
     # ---- stages --------------------------------------------------------------------------------
     @_writer
@@ -328,13 +331,13 @@ class SustainRun:
         self._generate_and_store("baseline", jobs)
         return self.records("baseline")
 
-    def baseline_successes(self) -> dict[str, dict]:
+    def baseline_successes(self) -> dict[str, BaselineRecord]:
         """item id -> the first successful baseline record (lowest seed) of that item."""
-        out: dict[str, dict] = {}
+        out: dict[str, BaselineRecord] = {}
         ids = {it.id for it in self.items()}
-        for r in sorted(self.records("baseline"), key=lambda r: r["seed"]):
-            if r["success"] and r["item_id"] in ids and r["item_id"] not in out:
-                out[r["item_id"]] = r
+        for r in sorted(self.typed("baseline"), key=lambda r: r.seed):
+            if r.success and r.item_id in ids and r.item_id not in out:
+                out[r.item_id] = r
         return out
 
     @_writer
@@ -343,7 +346,7 @@ class SustainRun:
         store = self.stores["constraints"]
         items = {it.id: it for it in self.items()}
         todo = [(iid, r) for iid, r in succ.items()
-                if record_key(base=r["key"], types=self.cfg.types, soft=self.cfg.soft) not in store]
+                if record_key(base=r.key, types=self.cfg.types, soft=self.cfg.soft) not in store]
         if todo:
             self.log(f"extracting constraints for {len(todo)} items ...")
             ctxs = [ProposeContext(task_text=items[iid].input, domain=self.task.domain, seed=_seed_of(iid),
@@ -351,18 +354,17 @@ class SustainRun:
             cands = extract_constraints_many([self.scoped_text(r) for _, r in todo], ctxs, types=self.cfg.types,
                                              extractor=self.extractor, judge=self.extractor)
             for (iid, r), cs in zip(todo, cands):
-                store.append({"key": record_key(base=r["key"], types=self.cfg.types, soft=self.cfg.soft),
-                              "item_id": iid, "baseline_key": r["key"], "candidates": [c.to_dict() for c in cs],
-                              "n_proposed": sum(c.constraint is not None for c in cs),
-                              "n_accepted": sum(c.accepted for c in cs)})
+                store.append(ConstraintsRecord(key=record_key(base=r.key, types=self.cfg.types, soft=self.cfg.soft),
+                                               item_id=iid, baseline_key=r.key, candidates=[c.to_dict() for c in cs],
+                                               n_proposed=sum(c.constraint is not None for c in cs),
+                                               n_accepted=sum(c.accepted for c in cs)))
         return self.records("constraints")
 
-    def conditions(self, item: Item, base: dict, cons_rec: dict) -> list[Condition]:
+    def conditions(self, item: Item, base: BaselineRecord, cons_rec: ConstraintsRecord) -> list[Condition]:
         """Single constraints (up to `per_type` per type), mixed K-sets and controls for one item."""
         from ..constraints.extract import Candidate
 
-        cands = [Candidate(Constraint.from_dict(c["constraint"]), c["accepted"], c["reason"], c["judge_output"])
-                 for c in cons_rec["candidates"] if c["constraint"]]
+        cands = [c for c in map(Candidate.from_dict, cons_rec.candidates) if c.constraint is not None]
         acc = accepted_constraints(cands)
         conds: list[Condition] = []
         by_type: dict[str, list[Constraint]] = {}
@@ -404,7 +406,7 @@ class SustainRun:
     @_writer
     def run_constrained(self) -> list[dict]:
         succ = self.baseline_successes()
-        cons = {r["item_id"]: r for r in self.records("constraints")}
+        cons = {r.item_id: r for r in self.typed("constraints")}
         jobs = []
         for it in self.items():
             if it.id not in succ or it.id not in cons:
@@ -414,7 +416,7 @@ class SustainRun:
                 for seed in self.cfg.seeds:
                     s = seed + 1000 if cond.id == "control:rerun" and self.cfg.temperature > 0 else seed
                     job = self._job("constrained", it, cond.id, seed, parts, condition=cond,
-                                    baseline_key=succ[it.id]["key"])
+                                    baseline_key=succ[it.id].key)
                     jobs.append({**job, "seed": s})
         self._generate_and_store("constrained", jobs)
         return self.records("constrained")
@@ -422,9 +424,13 @@ class SustainRun:
     def records(self, stage: str) -> list[dict]:
         return self.rundir.records(stage)
 
+    def typed(self, stage: str) -> list:
+        """A stage's records as `interp.records` classes."""
+        return self.rundir.typed(stage)
+
     @_writer
     def run(self, report: bool = True):
-        """Run (or resume) every stage, then write the report; returns the report dict."""
+        """Run (or resume) every stage, then write the report; returns the `SustainReport`."""
         base = self.run_baseline()
         n_succ = len(self.baseline_successes())
         self.log(f"baseline: {n_succ}/{len({r['item_id'] for r in base})} items solved")
@@ -445,5 +451,5 @@ class SustainRun:
 
 
 def run_sustain(cfg: SustainConfig, out: str | Path, **kwargs):
-    """Run or resume a SustainScore experiment into `out`; returns the report dict."""
+    """Run or resume a SustainScore experiment into `out`; returns the `SustainReport`."""
     return SustainRun(cfg, out, **kwargs).run()

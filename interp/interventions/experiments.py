@@ -42,6 +42,7 @@ from ..stats.power import n_two_proportions as n_for_power
 from ..models.generation import GenConfig
 from ..models.thinking import ThinkingBudget, segment_generation, thinking_spec
 from ..prompts import Prompt
+from ..records import AblationRecord, SweepRecord
 from ..stats import paired_bootstrap_diff, proportion
 from .. import shards
 from ..rundir import RunDir
@@ -296,20 +297,21 @@ class AblationRun:
         bar.close()
         return len(pending)
 
-    def _record(self, rec: dict, arm: Arm, g, sc, text: str) -> dict:
+    def _record(self, rec: dict, arm: Arm, g, sc, text: str) -> AblationRecord:
         hard = [Constraint.from_dict(c) for c in rec.get("constraints") or [] if c.get("kind") == "hard"]
         met = all(c.check(text).ok for c in hard) if hard else None
         spans = {"constraints", arm.span} | ({"task", RANDOM_SPAN} if arm.role == "none" else set())
         success = bool(sc.success)
-        return {"key": self.key(rec, arm), "stage": arm.stage, "arm": arm.name, "role": arm.role,
-                "base_key": rec["key"], "baseline_key": rec.get("baseline_key"), "item_id": rec["item_id"],
-                "condition": rec.get("condition"), "hardness": rec.get("hardness"),
-                "interventions": [iv.to_dict() for iv in arm.ivs], "gen_config": rec.get("gen_config"),
-                "cas_span": arm.span, "cells": None if arm.cells is None else [list(c) for c in arm.cells],
-                "output_text": g.output_text, "output_ids": g.output_ids, "finish_reason": g.finish_reason,
-                "success": success, "base_success": bool(rec["success"]),
-                "flipped": success != bool(rec["success"]), "constraint_met": met,
-                "base_constraint_met": rec.get("constraint_met"), "cas": _cas_mean(g.extras, sorted(spans))}
+        return AblationRecord(
+            key=self.key(rec, arm), stage=arm.stage, arm=arm.name, role=arm.role,
+            base_key=rec["key"], baseline_key=rec.get("baseline_key"), item_id=rec["item_id"],
+            condition=rec.get("condition"), hardness=rec.get("hardness"),
+            interventions=[iv.to_dict() for iv in arm.ivs], gen_config=rec.get("gen_config"),
+            cas_span=arm.span, cells=None if arm.cells is None else [list(c) for c in arm.cells],
+            output_text=g.output_text, output_ids=g.output_ids, finish_reason=g.finish_reason,
+            success=success, base_success=bool(rec["success"]),
+            flipped=success != bool(rec["success"]), constraint_met=met,
+            base_constraint_met=rec.get("constraint_met"), cas=_cas_mean(g.extras, sorted(spans)))
 
     def sweep(self) -> list[dict]:
         """Teacher-forced head/layer knockout sweep + attribution on up to `sweep_items` failures."""
@@ -332,12 +334,12 @@ class AblationRun:
             heads, layers = effect_grid(df, L, H)
             est = att.estimate.to_numpy().reshape(L, H)
             rho, p = spearman(est.ravel(), heads.ravel())
-            self.sweep_store.append({
-                "key": key, "base_key": r["key"], "baseline_key": base["key"], "item_id": r["item_id"],
-                "condition": r.get("condition"), "n_output_tokens": len(base["output_ids"]),
-                "logp_none": float(df.loc[df.kind == "none", "logp"].iloc[0]),
-                "head_effect": np.round(heads, 6).tolist(), "layer_effect": np.round(layers, 6).tolist(),
-                "attribution": np.round(est, 6).tolist(), "rho": rho, "p": p})
+            self.sweep_store.append(SweepRecord(
+                key=key, base_key=r["key"], baseline_key=base["key"], item_id=r["item_id"],
+                condition=r.get("condition"), n_output_tokens=len(base["output_ids"]),
+                logp_none=float(df.loc[df.kind == "none", "logp"].iloc[0]),
+                head_effect=np.round(heads, 6).tolist(), layer_effect=np.round(layers, 6).tolist(),
+                attribution=np.round(est, 6).tolist(), rho=rho, p=p))
         order = {r["key"]: i for i, r in enumerate(todo)}
         found = merged | {s["key"]: s for s in self.sweep_store.records()}
         return sorted((s for s in found.values() if s["base_key"] in order), key=lambda s: order[s["base_key"]])
