@@ -249,6 +249,10 @@ def test_report_does_not_import_the_pipeline():
     got = {error_type(s, l, f, t) for s in (True, False) for l in (True, False) for f in ("eos", "length")
            for t in (None, "complete", "unterminated")}
     assert got == set(ERROR_TYPES)
+    from typing import get_args
+
+    from interp.records import ErrorType
+    assert get_args(ErrorType) == ERROR_TYPES
     assert error_type(False, False, "length") == "truncated" and error_type(False, True, "length") == "output_spec"
 
 

@@ -5,9 +5,11 @@ stored value and never re-derive it, so a record and its report cannot disagree.
 """
 from __future__ import annotations
 
-from ..records import ErrorType
+from typing import Literal, get_args
 
-ERROR_TYPES = ("none", "output_spec", "unfinished_thinking", "truncated", "reasoning")
+# The same Literal as interp.records.ErrorType (the record layer sits below this one; a test keeps them equal).
+ErrorType = Literal["none", "output_spec", "unfinished_thinking", "truncated", "reasoning"]
+ERROR_TYPES: tuple[str, ...] = get_args(ErrorType)
 
 
 def error_type(success: bool, lenient_success: bool, finish_reason: str, thinking_state: str | None = None) -> ErrorType:
