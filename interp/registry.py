@@ -89,26 +89,20 @@ class Registry(Mapping[str, T], Generic[T]):
     def instance_decorator(self, cls=None, *, replace: bool = False, check: Callable[[Any], str | None] | None = None):
         """`@register_x` / `@register_x(replace=True)` for classes: registers one instance of the decorated class
         under its `name` attribute (`check(instance)` may return a complaint) and returns the class unchanged."""
-
-        def deco(c):
-            inst = c()
-            problem = "needs a `name`" if not getattr(inst, "name", None) else (check(inst) if check else None)
-            if problem:
-                raise InterpError(f"{c.__name__} {problem}")
-            self.register(inst.name, inst, replace=replace, ref=ref_of(c))
-            return c
-
-        return deco if cls is None else deco(cls)
+        return self._class_registrar(cls, replace, check, instantiate=True)
 
     def class_decorator(self, cls=None, *, replace: bool = False, check: Callable[[Any], str | None] | None = None):
         """`@register_x` / `@register_x(replace=True)`: registers the decorated class itself under its `name`
         attribute (for value classes such as probes, built by the caller); returns the class unchanged."""
+        return self._class_registrar(cls, replace, check, instantiate=False)
 
+    def _class_registrar(self, cls, replace: bool, check: Callable[[Any], str | None] | None, instantiate: bool):
         def deco(c):
-            problem = "needs a `name`" if not getattr(c, "name", None) else (check(c) if check else None)
+            obj = c() if instantiate else c
+            problem = "needs a `name`" if not getattr(obj, "name", None) else (check(obj) if check else None)
             if problem:
                 raise InterpError(f"{c.__name__} {problem}")
-            self.register(c.name, c, replace=replace, ref=ref_of(c))
+            self.register(obj.name, obj, replace=replace, ref=ref_of(c))
             return c
 
         return deco if cls is None else deco(cls)
